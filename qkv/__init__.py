@@ -1,0 +1,29 @@
+"""qkv: the Transformer's attention mechanism from the formula up, as a glass box.
+
+Conventions: tensors are batch-first; a boolean mask is ``True`` where a query may attend;
+shape letters are B batch, T query positions, S key positions, H heads, D head dim, E model dim.
+"""
+
+from qkv.attention import (
+    MultiHeadAttention,
+    causal_mask,
+    combine_masks,
+    length_mask,
+    padding_mask,
+    scaled_dot_product_attention,
+)
+from qkv.interop import from_torch, mask_from_torch
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "scaled_dot_product_attention",
+    "MultiHeadAttention",
+    "padding_mask",
+    "length_mask",
+    "causal_mask",
+    "combine_masks",
+    "from_torch",
+    "mask_from_torch",
+    "__version__",
+]

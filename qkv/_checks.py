@@ -1,0 +1,79 @@
+"""Validation helpers for public boundaries.
+
+Every check raises ``TypeError`` (wrong kind or dtype) or ``ValueError`` (wrong shape or value)
+with a message that names the argument, what was expected and what came. None of them uses
+``assert``, so they survive ``python -O``.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import torch
+
+
+def shape_str(shape: torch.Size | tuple[int, ...]) -> str:
+    """``(2, 3, 4)`` for a shape, also for 0-d and 1-d shapes."""
+    return "(" + ", ".join(str(int(n)) for n in shape) + ")"
+
+
+def check_tensor(name: str, value: object) -> torch.Tensor:
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
+    return value
+
+
+def check_floating(name: str, tensor: object) -> torch.Tensor:
+    """A floating-point tensor (fp16, bf16, fp32, fp64)."""
+    tensor = check_tensor(name, tensor)
+    if not tensor.is_floating_point():
+        raise TypeError(
+            f"{name} must be a floating-point tensor (float32, bfloat16, float16 or float64), "
+            f"got dtype {tensor.dtype}"
+        )
+    return tensor
+
+
+def check_min_dims(name: str, tensor: torch.Tensor, min_dims: int, layout: str) -> None:
+    if tensor.dim() < min_dims:
+        raise ValueError(
+            f"{name} must have at least {min_dims} dimensions {layout}, "
+            f"got shape {shape_str(tensor.shape)}"
+        )
+
+
+def check_same_dtype(name: str, tensor: torch.Tensor, ref_name: str, ref: torch.Tensor) -> None:
+    if tensor.dtype != ref.dtype:
+        raise TypeError(
+            f"{name} must have the same dtype as {ref_name} ({ref.dtype}), got {tensor.dtype}"
+        )
+
+
+def check_same_device(name: str, tensor: torch.Tensor, ref_name: str, ref: torch.Tensor) -> None:
+    if tensor.device != ref.device:
+        raise ValueError(
+            f"{name} is on {tensor.device} but {ref_name} is on {ref.device}; "
+            f"move them to the same device"
+        )
+
+
+def check_positive_int(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def check_probability(name: str, value: object) -> float:
+    """A probability in [0, 1), as used for dropout."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 <= value < 1.0:
+        raise ValueError(f"{name} must be a number in [0, 1), got {value!r}")
+    return float(value)
+
+
+def broadcast_shape(names: list[str], shapes: list[torch.Size]) -> torch.Size:
+    """The broadcast of ``shapes``, or a ValueError naming every argument and its shape."""
+    try:
+        return torch.broadcast_shapes(*shapes)
+    except RuntimeError:
+        listed = ", ".join(f"{n} {shape_str(s)}" for n, s in zip(names, shapes))
+        raise ValueError(f"leading (batch) dimensions do not broadcast: {listed}") from None

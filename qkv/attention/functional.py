@@ -1,0 +1,267 @@
+"""Scaled dot-product attention: ``softmax(Q Kᵀ / √d_k) · V``, as a pure function.
+
+Shape legend, used in every docstring and comment of qkv:
+
+    B  batch                    T  query positions          S  key (and value) positions
+    H  heads                    D  head dim (d_k)           Dv value head dim (d_v)
+    E  model dim (d_model)      ...  any leading dims (often B, H), possibly none
+
+Mask convention (the one convention everywhere in qkv): a boolean mask is ``True`` where a query
+*may attend* to a key. A floating-point mask is added to the scaled scores; ``-inf`` in it means
+"masked". Masks broadcast to ``(..., T, S)``.
+
+Two paths compute the same function:
+
+* the **math path** (``need_weights=True``) spells out the formula step by step and returns the
+  attention weights;
+* the **fused path** (``need_weights=False``) calls PyTorch's
+  ``torch.nn.functional.scaled_dot_product_attention`` kernel.
+
+They agree to float tolerance (1e-5 in fp32); the test suite proves it under every kind of mask.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from qkv._checks import (
+    broadcast_shape,
+    check_floating,
+    check_min_dims,
+    check_probability,
+    check_same_device,
+    check_same_dtype,
+    check_tensor,
+    shape_str,
+)
+from qkv.attention.masks import causal_mask
+
+__all__ = ["scaled_dot_product_attention"]
+
+
+def scaled_dot_product_attention(
+    query: Tensor,
+    key: Tensor,
+    value: Tensor,
+    mask: Tensor | None = None,
+    *,
+    causal: bool = False,
+    scale: float | None = None,
+    dropout_p: float = 0.0,
+    need_weights: bool = False,
+) -> tuple[Tensor, Tensor | None]:
+    r"""Attention(Q, K, V) = softmax(Q Kᵀ / √d_k) V, "Attention Is All You Need", eq. (1).
+
+    Args:
+        query: the queries Q.
+        key: the keys K; same head dim D as ``query``.
+        value: the values V; same number of positions S as ``key``.
+        mask: optional; boolean (``True`` = may attend) or floating (added to the scaled scores,
+            ``-inf`` = masked). Must broadcast to ``(..., T, S)``.
+        causal: if ``True``, query ``i`` may only attend to keys at positions ``≤ i``; combined
+            with ``mask`` (both must allow a key). When ``T ≠ S`` the queries are taken to be the
+            *last* ``T`` of the ``S`` positions (query ``i`` sits at position ``S - T + i``), which
+            is what step-by-step decoding with a key/value cache needs. PyTorch's ``is_causal``
+            aligns to the top-left instead; the two agree when ``T == S``.
+        scale: multiplier of the scores; default ``1 / √D``.
+        dropout_p: dropout probability applied to the weights. Pass ``0.0`` in evaluation.
+        need_weights: if ``True``, take the math path and also return the weights; otherwise take
+            the fused path and return ``None`` for them.
+
+    Shape:
+        - query: ``(..., T, D)``
+        - key: ``(..., S, D)``
+        - value: ``(..., S, Dv)``
+        - mask: broadcastable to ``(..., T, S)``
+        - output: ``(..., T, Dv)``
+        - weights: ``(..., T, S)``
+
+        ``...`` is any number of leading dims, including none (a single ``(T, D)`` sequence);
+        the leading dims of query, key and value broadcast together.
+
+    Returns:
+        ``(output, weights)``. Each row of ``weights`` sums to 1 over the keys a query may attend.
+        A query row whose keys are **all masked** gets **zeros**, in ``output`` and ``weights``,
+        on both paths (never NaN, also in gradients). With dropout, ``weights`` are the ones
+        applied (dropped and rescaled), so ``weights @ value == output`` always holds.
+
+    Raises:
+        TypeError: a non-tensor, an integer or boolean query/key/value, mismatched dtypes, or an
+            integer mask.
+        ValueError: fewer than 2 dims, D of query and key differ, S of key and value differ,
+            leading dims that do not broadcast, or a mask that does not broadcast to
+            ``(..., T, S)``.
+
+    Reference (the math path, without the all-masked-row rule)::
+
+        scores = query @ key.transpose(-2, -1) * scale      # (..., T, S)
+        scores = scores.masked_fill(~mask, float("-inf"))   # boolean mask
+        weights = scores.softmax(dim=-1)                    # (..., T, S)
+        output = weights @ value                            # (..., T, Dv)
+
+    Example:
+        >>> import torch, qkv
+        >>> q, k, v = torch.randn(2, 4, 8), torch.randn(2, 6, 8), torch.randn(2, 6, 3)
+        >>> out, w = qkv.scaled_dot_product_attention(q, k, v, need_weights=True)
+        >>> out.shape, w.shape
+        (torch.Size([2, 4, 3]), torch.Size([2, 4, 6]))
+        >>> torch.allclose(w.sum(-1), torch.ones(2, 4))
+        True
+    """
+    batch_shape = _check_qkv(query, key, value)
+    T, S = query.shape[-2], key.shape[-2]
+    scale = _check_scale(scale, query.shape[-1])
+    dropout_p = check_probability("dropout_p", dropout_p)
+    mask = _check_mask(mask, query, batch_shape, T, S)
+
+    if causal and mask is None and T == S and not need_weights:
+        # Plain causal self-attention: the kernel's own flag skips the masked half instead of
+        # materialising a (T, S) mask, and no row is ever empty.
+        output = _fused_path(query, key, value, None, True, scale, dropout_p, batch_shape)
+        return output, None
+    if causal:
+        mask = _with_causal(mask, T, S, query.device)
+    # Rows with no key left would be softmax over nothing (0/0). Open them up so every step stays
+    # finite (also in backward), then zero them at the end: the documented all-masked rule.
+    mask, empty_rows = _open_empty_rows(mask)
+
+    if need_weights:
+        output, weights = _math_path(query, key, value, mask, scale, dropout_p)
+    else:
+        output = _fused_path(query, key, value, mask, False, scale, dropout_p, batch_shape)
+        weights = None
+
+    if empty_rows is not None:
+        output = output.masked_fill(empty_rows, 0.0)                    # (..., T, Dv)
+        if weights is not None:
+            weights = weights.masked_fill(empty_rows, 0.0)              # (..., T, S)
+    return output, weights
+
+
+def _math_path(
+    query: Tensor, key: Tensor, value: Tensor, mask: Tensor | None, scale: float, dropout_p: float
+) -> tuple[Tensor, Tensor]:
+    """The formula, one step per line. Returns ``(output (..., T, Dv), weights (..., T, S))``."""
+    scores = query @ key.transpose(-2, -1)                              # (..., T, S)   Q Kᵀ
+    scores = scores * scale                                             # (..., T, S)   / √d_k
+    if mask is not None and mask.dtype == torch.bool:
+        scores = scores.masked_fill(~mask, float("-inf"))               # (..., T, S)
+    elif mask is not None:
+        scores = scores + mask                                          # (..., T, S)
+    weights = torch.softmax(scores, dim=-1)                             # (..., T, S)
+    if dropout_p > 0.0:
+        weights = F.dropout(weights, p=dropout_p)                       # (..., T, S)
+    output = weights @ value                                            # (..., T, Dv)
+    return output, weights
+
+
+def _fused_path(
+    query: Tensor,
+    key: Tensor,
+    value: Tensor,
+    mask: Tensor | None,
+    is_causal: bool,
+    scale: float,
+    dropout_p: float,
+    batch_shape: torch.Size,
+) -> Tensor:
+    """PyTorch's fused kernel. Returns ``output (..., T, Dv)``."""
+    # The kernels want equal leading dims; expand() is a view, free when they already match.
+    query = query.expand(*batch_shape, *query.shape[-2:])               # (..., T, D)
+    key = key.expand(*batch_shape, *key.shape[-2:])                     # (..., S, D)
+    value = value.expand(*batch_shape, *value.shape[-2:])               # (..., S, Dv)
+    return F.scaled_dot_product_attention(
+        query, key, value, attn_mask=mask, dropout_p=dropout_p, is_causal=is_causal, scale=scale
+    )
+
+
+def _with_causal(mask: Tensor | None, T: int, S: int, device: torch.device) -> Tensor:
+    """``mask`` combined with the causal mask (bottom-right aligned). Shape ``(..., T, S)``."""
+    allowed = causal_mask(T, S, device=device)                          # (T, S)
+    if mask is None:
+        return allowed
+    if mask.dtype == torch.bool:
+        return mask & allowed
+    return mask.masked_fill(~allowed, float("-inf"))
+
+
+def _open_empty_rows(mask: Tensor | None) -> tuple[Tensor | None, Tensor | None]:
+    """Let rows that allow no key attend everywhere; return ``(mask, empty_rows (..., T, 1))``.
+
+    ``empty_rows`` is ``None`` when every row allows some key (the common case: nothing to do).
+    """
+    if mask is None:
+        return None, None
+    allowed = mask if mask.dtype == torch.bool else mask != float("-inf")
+    empty_rows = ~allowed.any(dim=-1, keepdim=True)                     # (..., T, 1)
+    if not bool(empty_rows.any()):
+        return mask, None
+    if mask.dtype == torch.bool:
+        return mask | empty_rows, empty_rows
+    return mask.masked_fill(empty_rows, 0.0), empty_rows
+
+
+def _check_qkv(query: Tensor, key: Tensor, value: Tensor) -> torch.Size:
+    """Validate query/key/value; return their broadcast leading dims ``...``."""
+    for name, tensor in (("query", query), ("key", key), ("value", value)):
+        check_floating(name, tensor)
+    check_same_dtype("key", key, "query", query)
+    check_same_dtype("value", value, "query", query)
+    check_same_device("key", key, "query", query)
+    check_same_device("value", value, "query", query)
+    check_min_dims("query", query, 2, "(..., T, D)")
+    check_min_dims("key", key, 2, "(..., S, D)")
+    check_min_dims("value", value, 2, "(..., S, Dv)")
+    if query.shape[-1] != key.shape[-1]:
+        raise ValueError(
+            f"query and key must have the same head dim D (last dim): query has shape "
+            f"{shape_str(query.shape)} (..., T, D), key has shape {shape_str(key.shape)} (..., S, D)"
+        )
+    if key.shape[-2] != value.shape[-2]:
+        raise ValueError(
+            f"key and value must have the same number of positions S (second-to-last dim): key "
+            f"has shape {shape_str(key.shape)} (..., S, D), value has shape "
+            f"{shape_str(value.shape)} (..., S, Dv)"
+        )
+    return broadcast_shape(
+        ["query", "key", "value"], [query.shape[:-2], key.shape[:-2], value.shape[:-2]]
+    )
+
+
+def _check_mask(
+    mask: Tensor | None, query: Tensor, batch_shape: torch.Size, T: int, S: int
+) -> Tensor | None:
+    """Validate ``mask``; return it boolean, or floating in the query's dtype."""
+    if mask is None:
+        return None
+    check_tensor("mask", mask)
+    if mask.dtype != torch.bool and not mask.is_floating_point():
+        raise TypeError(
+            f"mask must be boolean (True = may attend) or floating (added to the scores), "
+            f"got dtype {mask.dtype}"
+        )
+    check_same_device("mask", mask, "query", query)
+    expected = torch.Size((*batch_shape, T, S))
+    try:
+        fits = torch.broadcast_shapes(mask.shape, expected) == expected
+    except RuntimeError:
+        fits = False
+    if not fits:
+        raise ValueError(
+            f"mask of shape {shape_str(mask.shape)} does not broadcast to the scores' shape "
+            f"(..., T, S) = {shape_str(expected)} (query {shape_str(query.shape)})"
+        )
+    return mask if mask.dtype == torch.bool else mask.to(query.dtype)
+
+
+def _check_scale(scale: object, head_dim: int) -> float:
+    if scale is None:
+        return 1.0 / math.sqrt(head_dim)
+    if isinstance(scale, bool) or not isinstance(scale, numbers.Real) or not math.isfinite(scale):
+        raise TypeError(f"scale must be a finite real number or None, got {scale!r}")
+    return float(scale)

@@ -1,0 +1,147 @@
+"""Boolean attention masks: ``True`` = the query may attend to the key.
+
+Every helper returns a mask shaped to broadcast against attention scores ``(B, H, T, S)``
+(see the shape legend in :mod:`qkv.attention.functional`):
+
+* :func:`padding_mask` and :func:`length_mask` give ``(B, 1, 1, S)``: one row of allowed keys
+  per sequence, shared by every head and every query;
+* :func:`causal_mask` gives ``(T, S)``: shared by every sequence and head;
+* :func:`combine_masks` ANDs any of them into one.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from qkv._checks import check_tensor, shape_str
+
+__all__ = ["padding_mask", "length_mask", "causal_mask", "combine_masks"]
+
+
+def padding_mask(ids: Tensor, pad_id: int) -> Tensor:
+    """Mask out the padding keys of a batch of padded token ids.
+
+    Args:
+        ids: integer token ids, padded with ``pad_id``.
+        pad_id: the id of the padding token.
+
+    Shape:
+        - ids: ``(B, S)``
+        - returns: ``(B, 1, 1, S)``, broadcasts over heads and queries.
+
+    Returns:
+        A boolean mask, ``True`` where ``ids != pad_id``.
+
+    Example:
+        >>> import torch
+        >>> ids = torch.tensor([[5, 7, 9], [4, 0, 0]])
+        >>> padding_mask(ids, pad_id=0)[:, 0, 0]
+        tensor([[ True,  True,  True],
+                [ True, False, False]])
+    """
+    check_tensor("ids", ids)
+    if ids.is_floating_point() or ids.is_complex() or ids.dtype == torch.bool:
+        raise TypeError(f"ids must be an integer tensor of token ids, got dtype {ids.dtype}")
+    if ids.dim() != 2:
+        raise ValueError(f"ids must have shape (B, S), got {shape_str(ids.shape)}")
+    return (ids != pad_id)[:, None, None, :]                            # (B, 1, 1, S)
+
+
+def length_mask(lengths: Tensor, max_len: int | None = None) -> Tensor:
+    """Mask out the keys past each sequence's length.
+
+    Args:
+        lengths: the true length of each sequence.
+        max_len: S, the padded length; default ``lengths.max()``.
+
+    Shape:
+        - lengths: ``(B,)``
+        - returns: ``(B, 1, 1, S)``, broadcasts over heads and queries.
+
+    Returns:
+        A boolean mask, ``True`` at positions ``< lengths[b]``.
+
+    Example:
+        >>> import torch
+        >>> length_mask(torch.tensor([3, 1]), max_len=4)[:, 0, 0]
+        tensor([[ True,  True,  True, False],
+                [ True, False, False, False]])
+    """
+    check_tensor("lengths", lengths)
+    if lengths.is_floating_point() or lengths.is_complex() or lengths.dtype == torch.bool:
+        raise TypeError(f"lengths must be an integer tensor, got dtype {lengths.dtype}")
+    if lengths.dim() != 1:
+        raise ValueError(f"lengths must have shape (B,), got {shape_str(lengths.shape)}")
+    if lengths.numel() and int(lengths.min()) < 0:
+        raise ValueError(f"lengths must be >= 0, got {lengths.tolist()}")
+    longest = int(lengths.max()) if lengths.numel() else 0
+    if max_len is None:
+        max_len = longest
+    elif max_len < longest:
+        raise ValueError(f"max_len={max_len} is shorter than the longest length {longest}")
+    positions = torch.arange(max_len, device=lengths.device)            # (S,)
+    return (positions[None, :] < lengths[:, None])[:, None, None, :]    # (B, 1, 1, S)
+
+
+def causal_mask(T: int, S: int | None = None, *, device: torch.device | str | None = None) -> Tensor:
+    """No query attends to a later position ("masked self-attention" in the paper's decoder).
+
+    Queries are the *last* ``T`` of ``S`` positions: query ``i`` sits at position ``S - T + i``
+    and may attend keys ``0 … S - T + i``. With ``T == S`` this is the lower triangle; with
+    ``T < S`` it is what a decoding step with a key/value cache needs.
+
+    Args:
+        T: number of query positions.
+        S: number of key positions; default ``T``.
+        device: where to build the mask.
+
+    Shape:
+        - returns: ``(T, S)``, broadcasts over batch and heads.
+
+    Example:
+        >>> causal_mask(3)
+        tensor([[ True, False, False],
+                [ True,  True, False],
+                [ True,  True,  True]])
+        >>> causal_mask(1, 3)  # one new query after two cached keys
+        tensor([[True, True, True]])
+    """
+    S = T if S is None else S
+    for name, n in (("T", T), ("S", S)):
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise ValueError(f"{name} must be a non-negative int, got {n!r}")
+    ones = torch.ones(T, S, dtype=torch.bool, device=device)
+    return torch.tril(ones, diagonal=S - T)                             # (T, S)
+
+
+def combine_masks(*masks: Tensor | None) -> Tensor | None:
+    """AND boolean masks together, broadcasting; ``None`` entries mean "no constraint".
+
+    Example:
+        >>> import torch
+        >>> pad = length_mask(torch.tensor([2]), max_len=3)              # (1, 1, 1, 3)
+        >>> combine_masks(pad, causal_mask(3), None)[0, 0]              # (1, 1, 3, 3)
+        tensor([[ True, False, False],
+                [ True,  True, False],
+                [ True,  True, False]])
+
+    Returns:
+        The combined mask, with the broadcast shape of the inputs, or ``None`` if every input
+        is ``None``.
+    """
+    for i, m in enumerate(masks):
+        if m is not None and check_tensor(f"masks[{i}]", m).dtype != torch.bool:
+            raise TypeError(f"combine_masks takes boolean masks, masks[{i}] has dtype {m.dtype}")
+    present = [m for m in masks if m is not None]
+    if not present:
+        return None
+    try:
+        torch.broadcast_shapes(*(m.shape for m in present))
+    except RuntimeError:
+        shapes = ", ".join(shape_str(m.shape) for m in present)
+        raise ValueError(f"masks do not broadcast together: {shapes}") from None
+    combined = present[0]
+    for m in present[1:]:
+        combined = combined & m
+    return combined

@@ -1,0 +1,192 @@
+"""Multi-head attention: h attentions in parallel on learned projections, concatenated.
+
+"Attention Is All You Need", section 3.2.2:
+
+    MultiHead(Q, K, V) = Concat(head_1, …, head_h) W^O,   head_i = Attention(Q W_i^Q, K W_i^K, V W_i^V)
+
+Each of Q, K and V has one projection of width ``d_model``; its output is split into ``H`` heads of
+width ``D = d_model / H`` — ``(B, T, E) → (B, T, H, D) → (B, H, T, D)`` — attention runs on every
+head at once, and the heads are merged back ``(B, H, T, D) → (B, T, E)`` before ``W^O``.
+Shape letters are those of :mod:`qkv.attention.functional`.
+"""
+
+from __future__ import annotations
+
+from einops import rearrange, repeat
+from torch import Tensor, nn
+
+from qkv._checks import (
+    check_floating,
+    check_positive_int,
+    check_probability,
+    shape_str,
+)
+from qkv.attention.functional import scaled_dot_product_attention
+
+__all__ = ["MultiHeadAttention"]
+
+
+class MultiHeadAttention(nn.Module):
+    r"""Multi-head attention over batch-first tensors.
+
+    Self-attention when only ``query`` is given; cross-attention (queries from one sequence, keys
+    and values from another) when ``key``/``value`` are given too. With ``num_kv_heads < num_heads``
+    several query heads share one key/value head: grouped-query attention, or multi-query
+    attention when ``num_kv_heads == 1``.
+
+    Args:
+        d_model: E, width of the queries and of the output.
+        num_heads: H, number of heads; must divide ``d_model``. Head dim ``D = d_model // H``.
+        kv_dim: width of the key and value inputs; default ``d_model``.
+        value_dim: width of the value input when it differs from the key's; default ``kv_dim``.
+        num_kv_heads: number of key/value heads; must divide ``num_heads``; default ``num_heads``.
+        bias: whether the four projections have biases.
+        dropout: dropout on the attention weights, active in training mode only.
+
+    Attributes:
+        query_proj, key_proj, value_proj: W^Q ``(E → E)``, W^K ``(kv_dim → Hkv·D)``,
+            W^V ``(value_dim → Hkv·D)``.
+        output_proj: W^O ``(E → E)``.
+
+    Example:
+        >>> import torch, qkv
+        >>> attention = qkv.MultiHeadAttention(d_model=16, num_heads=4)
+        >>> x = torch.randn(2, 5, 16)                                   # (B, T, E)
+        >>> output, weights = attention(x, need_weights=True)
+        >>> output.shape, weights.shape                                 # (B, T, E), (B, H, T, S)
+        (torch.Size([2, 5, 16]), torch.Size([2, 4, 5, 5]))
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        num_heads: int,
+        *,
+        kv_dim: int | None = None,
+        value_dim: int | None = None,
+        num_kv_heads: int | None = None,
+        bias: bool = True,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        d_model = check_positive_int("d_model", d_model)
+        num_heads = check_positive_int("num_heads", num_heads)
+        if d_model % num_heads:
+            raise ValueError(
+                f"d_model ({d_model}) must be divisible by num_heads ({num_heads}) so that every "
+                f"head gets d_model / num_heads dims"
+            )
+        kv_dim = d_model if kv_dim is None else check_positive_int("kv_dim", kv_dim)
+        value_dim = kv_dim if value_dim is None else check_positive_int("value_dim", value_dim)
+        num_kv_heads = (
+            num_heads if num_kv_heads is None else check_positive_int("num_kv_heads", num_kv_heads)
+        )
+        if num_heads % num_kv_heads:
+            raise ValueError(
+                f"num_kv_heads ({num_kv_heads}) must divide num_heads ({num_heads}) so that each "
+                f"key/value head serves the same number of query heads"
+            )
+        self.d_model = d_model
+        self.num_heads = num_heads
+        self.num_kv_heads = num_kv_heads
+        self.head_dim = d_model // num_heads
+        self.kv_dim = kv_dim
+        self.value_dim = value_dim
+        self.dropout = check_probability("dropout", dropout)
+
+        kv_width = num_kv_heads * self.head_dim
+        self.query_proj = nn.Linear(d_model, d_model, bias=bias)       # W^Q, all heads
+        self.key_proj = nn.Linear(kv_dim, kv_width, bias=bias)          # W^K, all kv heads
+        self.value_proj = nn.Linear(value_dim, kv_width, bias=bias)     # W^V, all kv heads
+        self.output_proj = nn.Linear(d_model, d_model, bias=bias)       # W^O
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Xavier-uniform weights and zero biases (as ``torch.nn.MultiheadAttention``)."""
+        for projection in (self.query_proj, self.key_proj, self.value_proj, self.output_proj):
+            nn.init.xavier_uniform_(projection.weight)
+            if projection.bias is not None:
+                nn.init.zeros_(projection.bias)
+
+    def forward(
+        self,
+        query: Tensor,
+        key: Tensor | None = None,
+        value: Tensor | None = None,
+        *,
+        mask: Tensor | None = None,
+        causal: bool = False,
+        need_weights: bool = False,
+    ) -> tuple[Tensor, Tensor | None]:
+        """Attend from ``query`` to ``key``/``value`` (to ``query`` itself if they are omitted).
+
+        Args:
+            query: the sequence that asks.
+            key: the sequence that is looked at; default ``query`` (self-attention).
+            value: what is read out; default ``key``.
+            mask: boolean (``True`` = may attend) or floating additive mask. A 2-D ``(T, S)`` or
+                4-D mask broadcasts to ``(B, H, T, S)`` as is; a 3-D mask is read as
+                ``(B, T, S)``, shared by all heads. Helpers: :mod:`qkv.attention.masks`.
+            causal: no query attends to a later position (combined with ``mask``).
+            need_weights: also return the per-head attention weights (takes the math path).
+
+        Shape:
+            - query: ``(B, T, E)``
+            - key: ``(B, S, kv_dim)``
+            - value: ``(B, S, value_dim)``
+            - output: ``(B, T, E)``
+            - weights: ``(B, H, T, S)``, per head, never averaged
+
+        Returns:
+            ``(output, weights)``; ``weights`` is ``None`` unless ``need_weights``.
+        """
+        key = query if key is None else key
+        value = key if value is None else value
+        self._check_inputs(query, key, value)
+        if mask is not None and mask.dim() == 3:
+            mask = mask[:, None]                                        # (B, 1, T, S)
+
+        q = rearrange(self.query_proj(query), "b t (h d) -> b h t d", h=self.num_heads)
+        k = rearrange(self.key_proj(key), "b s (h d) -> b h s d", h=self.num_kv_heads)
+        v = rearrange(self.value_proj(value), "b s (h d) -> b h s d", h=self.num_kv_heads)
+        group = self.num_heads // self.num_kv_heads
+        if group > 1:  # grouped-query: query head j reads key/value head j // group
+            k = repeat(k, "b h s d -> b (h g) s d", g=group)             # (B, H, S, D)
+            v = repeat(v, "b h s d -> b (h g) s d", g=group)             # (B, H, S, D)
+
+        heads, weights = scaled_dot_product_attention(
+            q, k, v, mask,                                              # (B, H, T|S, D)
+            causal=causal,
+            dropout_p=self.dropout if self.training else 0.0,
+            need_weights=need_weights,
+        )                                                               # (B, H, T, D)
+        merged = rearrange(heads, "b h t d -> b t (h d)")               # (B, T, E)
+        return self.output_proj(merged), weights
+
+    def _check_inputs(self, query: Tensor, key: Tensor, value: Tensor) -> None:
+        expected = (("query", query, self.d_model, "(B, T, E)"),
+                    ("key", key, self.kv_dim, "(B, S, kv_dim)"),
+                    ("value", value, self.value_dim, "(B, S, value_dim)"))
+        for name, tensor, width, layout in expected:
+            check_floating(name, tensor)
+            if tensor.dim() != 3 or tensor.shape[-1] != width:
+                raise ValueError(
+                    f"{name} must have shape {layout} with last dim {width}, "
+                    f"got {shape_str(tensor.shape)}"
+                )
+        if not query.shape[0] == key.shape[0] == value.shape[0]:
+            raise ValueError(
+                f"query, key and value must have the same batch size B: got query "
+                f"{shape_str(query.shape)}, key {shape_str(key.shape)}, value {shape_str(value.shape)}"
+            )
+        if key.shape[1] != value.shape[1]:
+            raise ValueError(
+                f"key and value must have the same number of positions S: got key "
+                f"{shape_str(key.shape)}, value {shape_str(value.shape)}"
+            )
+
+    def extra_repr(self) -> str:
+        return (
+            f"d_model={self.d_model}, num_heads={self.num_heads}, "
+            f"num_kv_heads={self.num_kv_heads}, head_dim={self.head_dim}, dropout={self.dropout}"
+        )
