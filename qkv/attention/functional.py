@@ -256,6 +256,8 @@ def _check_mask(
             f"mask of shape {shape_str(mask.shape)} does not broadcast to the scores' shape "
             f"(..., T, S) = {shape_str(expected)} (query {shape_str(query.shape)})"
         )
+    if mask.dim() < 2:  # a key row (S,) or a scalar: the kernels want at least (·, S)
+        mask = mask.reshape(1, -1) if mask.dim() == 1 else mask.reshape(1, 1)
     return mask if mask.dtype == torch.bool else mask.to(query.dtype)
 
 
