@@ -171,10 +171,11 @@ def _fused_path(
     batch_shape: torch.Size,
 ) -> Tensor:
     """PyTorch's fused kernel. Returns ``output (..., T, Dv)``."""
-    # The kernels want equal leading dims; expand() is a view, free when they already match.
-    query = query.expand(*batch_shape, *query.shape[-2:])               # (..., T, D)
-    key = key.expand(*batch_shape, *key.shape[-2:])                     # (..., S, D)
-    value = value.expand(*batch_shape, *value.shape[-2:])               # (..., S, Dv)
+    # The kernels want equal leading dims; expand() them (a view) where they differ.
+    if not query.shape[:-2] == key.shape[:-2] == value.shape[:-2]:
+        query = query.expand(*batch_shape, *query.shape[-2:])           # (..., T, D)
+        key = key.expand(*batch_shape, *key.shape[-2:])                 # (..., S, D)
+        value = value.expand(*batch_shape, *value.shape[-2:])           # (..., S, Dv)
     return F.scaled_dot_product_attention(
         query, key, value, attn_mask=mask, dropout_p=dropout_p, is_causal=is_causal, scale=scale
     )
