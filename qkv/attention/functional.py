@@ -137,9 +137,9 @@ def scaled_dot_product_attention(
         weights = None
 
     if empty_rows is not None:
-        output = output.masked_fill(empty_rows, 0.0)                    # (..., T, Dv)
+        output = torch.where(empty_rows, 0.0, output)                   # (..., T, Dv)
         if weights is not None:
-            weights = weights.masked_fill(empty_rows, 0.0)              # (..., T, S)
+            weights = torch.where(empty_rows, 0.0, weights)             # (..., T, S)
     return output, weights
 
 
@@ -194,13 +194,15 @@ def _with_causal(mask: Tensor | None, T: int, S: int, device: torch.device) -> T
 def _open_empty_rows(mask: Tensor | None) -> tuple[Tensor | None, Tensor | None]:
     """Let rows that allow no key attend everywhere; return ``(mask, empty_rows (..., T, 1))``.
 
-    ``empty_rows`` is ``None`` when every row allows some key (the common case: nothing to do).
+    ``empty_rows`` is ``None`` when no row is empty. Only on the CPU is that asked: on an
+    accelerator the question would cost a device-to-host sync per call, more than the two cheap
+    steps it saves.
     """
     if mask is None:
         return None, None
     allowed = mask if mask.dtype == torch.bool else mask != float("-inf")
     empty_rows = ~allowed.any(dim=-1, keepdim=True)                     # (..., T, 1)
-    if not bool(empty_rows.any()):
+    if mask.device.type == "cpu" and not bool(empty_rows.any()):
         return mask, None
     if mask.dtype == torch.bool:
         return mask | empty_rows, empty_rows
