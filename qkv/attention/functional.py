@@ -31,6 +31,8 @@ from torch import Tensor
 
 from qkv._checks import (
     broadcast_shape,
+    broadcasts_to,
+    check_bool,
     check_floating,
     check_min_dims,
     check_probability,
@@ -117,12 +119,15 @@ def scaled_dot_product_attention(
     T, S = query.shape[-2], key.shape[-2]
     scale = _check_scale(scale, query.shape[-1])
     dropout_p = check_probability("dropout_p", dropout_p)
+    causal = check_bool("causal", causal)
+    need_weights = check_bool("need_weights", need_weights)
     mask = _check_mask(mask, query, batch_shape, T, S)
 
     if causal and mask is None and T == S and not need_weights:
         # Plain causal self-attention: the kernel's own flag skips the masked half instead of
         # materialising a (T, S) mask, and no row is ever empty.
-        output = _fused_path(query, key, value, None, True, scale, dropout_p, batch_shape)
+        output = _fused_path(query, key, value, batch_shape, mask=None, is_causal=True,
+                             scale=scale, dropout_p=dropout_p)
         return output, None
     if causal:
         mask = _with_causal(mask, T, S, query.device)
@@ -133,7 +138,8 @@ def scaled_dot_product_attention(
     if need_weights:
         output, weights = _math_path(query, key, value, mask, scale, dropout_p)
     else:
-        output = _fused_path(query, key, value, mask, False, scale, dropout_p, batch_shape)
+        output = _fused_path(query, key, value, batch_shape, mask=mask, is_causal=False,
+                             scale=scale, dropout_p=dropout_p)
         weights = None
 
     if empty_rows is not None:
@@ -146,7 +152,16 @@ def scaled_dot_product_attention(
 def _math_path(
     query: Tensor, key: Tensor, value: Tensor, mask: Tensor | None, scale: float, dropout_p: float
 ) -> tuple[Tensor, Tensor]:
-    """The formula, one step per line. Returns ``(output (..., T, Dv), weights (..., T, S))``."""
+    """The formula, one step per line. Returns ``(output (..., T, Dv), weights (..., T, S))``.
+
+    bf16/fp16 inputs are computed in float32 (as fused kernels accumulate) and the results cast
+    back, so the path that shows the numbers is never the less accurate one.
+    """
+    dtype = query.dtype
+    compute = torch.promote_types(dtype, torch.float32)
+    query, key, value = query.to(compute), key.to(compute), value.to(compute)
+    if mask is not None and mask.is_floating_point():
+        mask = mask.to(compute)
     scores = query @ key.transpose(-2, -1)                              # (..., T, S)   Q Kᵀ
     scores = scores * scale                                             # (..., T, S)   / √d_k
     if mask is not None and mask.dtype == torch.bool:
@@ -157,21 +172,22 @@ def _math_path(
     if dropout_p > 0.0:
         weights = F.dropout(weights, p=dropout_p)                       # (..., T, S)
     output = weights @ value                                            # (..., T, Dv)
-    return output, weights
+    return output.to(dtype), weights.to(dtype)
 
 
 def _fused_path(
     query: Tensor,
     key: Tensor,
     value: Tensor,
+    batch_shape: torch.Size,
+    *,
     mask: Tensor | None,
     is_causal: bool,
     scale: float,
     dropout_p: float,
-    batch_shape: torch.Size,
 ) -> Tensor:
     """PyTorch's fused kernel. Returns ``output (..., T, Dv)``."""
-    # The kernels want equal leading dims; expand() them (a view) where they differ.
+    # Not every SDPA backend broadcasts leading dims: expand() them (a view) where they differ.
     if not query.shape[:-2] == key.shape[:-2] == value.shape[:-2]:
         query = query.expand(*batch_shape, *query.shape[-2:])           # (..., T, D)
         key = key.expand(*batch_shape, *key.shape[-2:])                 # (..., S, D)
@@ -194,16 +210,14 @@ def _with_causal(mask: Tensor | None, T: int, S: int, device: torch.device) -> T
 def _open_empty_rows(mask: Tensor | None) -> tuple[Tensor | None, Tensor | None]:
     """Let rows that allow no key attend everywhere; return ``(mask, empty_rows (..., T, 1))``.
 
-    ``empty_rows`` is ``None`` when no row is empty. Only on the CPU is that asked: on an
-    accelerator the question would cost a device-to-host sync per call, more than the two cheap
-    steps it saves.
+    Done for every mask, without first asking whether any row is empty: the answer would
+    branch on data (a device-to-host sync on accelerators, a graph break under torch.compile),
+    and both steps are cheap next to attention itself.
     """
     if mask is None:
         return None, None
     allowed = mask if mask.dtype == torch.bool else mask != float("-inf")
     empty_rows = ~allowed.any(dim=-1, keepdim=True)                     # (..., T, 1)
-    if mask.device.type == "cpu" and not bool(empty_rows.any()):
-        return mask, None
     if mask.dtype == torch.bool:
         return mask | empty_rows, empty_rows
     return mask.masked_fill(empty_rows, 0.0), empty_rows
@@ -220,6 +234,8 @@ def _check_qkv(query: Tensor, key: Tensor, value: Tensor) -> torch.Size:
     check_min_dims("query", query, 2, "(..., T, D)")
     check_min_dims("key", key, 2, "(..., S, D)")
     check_min_dims("value", value, 2, "(..., S, Dv)")
+    if query.shape[-1] == 0:
+        raise ValueError(f"query must have a head dim D > 0, got shape {shape_str(query.shape)}")
     if query.shape[-1] != key.shape[-1]:
         raise ValueError(
             f"query and key must have the same head dim D (last dim): query has shape "
@@ -250,11 +266,7 @@ def _check_mask(
         )
     check_same_device("mask", mask, "query", query)
     expected = torch.Size((*batch_shape, T, S))
-    try:
-        fits = torch.broadcast_shapes(mask.shape, expected) == expected
-    except RuntimeError:
-        fits = False
-    if not fits:
+    if not broadcasts_to(mask.shape, expected):
         raise ValueError(
             f"mask of shape {shape_str(mask.shape)} does not broadcast to the scores' shape "
             f"(..., T, S) = {shape_str(expected)} (query {shape_str(query.shape)})"
@@ -267,6 +279,8 @@ def _check_mask(
 def _check_scale(scale: object, head_dim: int) -> float:
     if scale is None:
         return 1.0 / math.sqrt(head_dim)
-    if isinstance(scale, bool) or not isinstance(scale, numbers.Real) or not math.isfinite(scale):
-        raise TypeError(f"scale must be a finite real number or None, got {scale!r}")
+    if isinstance(scale, bool) or not isinstance(scale, numbers.Real):
+        raise TypeError(f"scale must be a real number or None, got {type(scale).__name__}")
+    if not math.isfinite(scale):
+        raise ValueError(f"scale must be finite, got {scale!r}")
     return float(scale)

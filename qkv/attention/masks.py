@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from qkv._checks import check_tensor, shape_str
+from qkv._checks import check_int, check_tensor, shape_str
 
 __all__ = ["padding_mask", "length_mask", "causal_mask", "combine_masks"]
 
@@ -78,7 +78,7 @@ def length_mask(lengths: Tensor, max_len: int | None = None) -> Tensor:
     longest = int(lengths.max()) if lengths.numel() else 0
     if max_len is None:
         max_len = longest
-    elif max_len < longest:
+    elif check_int("max_len", max_len, minimum=0) < longest:
         raise ValueError(f"max_len={max_len} is shorter than the longest length {longest}")
     positions = torch.arange(max_len, device=lengths.device)            # (S,)
     return (positions[None, :] < lengths[:, None])[:, None, None, :]    # (B, 1, 1, S)
@@ -99,6 +99,9 @@ def causal_mask(T: int, S: int | None = None, *, device: torch.device | str | No
     Shape:
         - returns: ``(T, S)``, broadcasts over batch and heads.
 
+    Returns:
+        A boolean mask, ``True`` where key position ``≤`` the query's position.
+
     Example:
         >>> causal_mask(3)
         tensor([[ True, False, False],
@@ -107,16 +110,21 @@ def causal_mask(T: int, S: int | None = None, *, device: torch.device | str | No
         >>> causal_mask(1, 3)  # one new query after two cached keys
         tensor([[True, True, True]])
     """
-    S = T if S is None else S
-    for name, n in (("T", T), ("S", S)):
-        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-            raise ValueError(f"{name} must be a non-negative int, got {n!r}")
+    T = check_int("T", T, minimum=0)
+    S = T if S is None else check_int("S", S, minimum=0)
     ones = torch.ones(T, S, dtype=torch.bool, device=device)
     return torch.tril(ones, diagonal=S - T)                             # (T, S)
 
 
 def combine_masks(*masks: Tensor | None) -> Tensor | None:
     """AND boolean masks together, broadcasting; ``None`` entries mean "no constraint".
+
+    Args:
+        masks: boolean masks (``True`` = may attend), or ``None``.
+
+    Shape:
+        - masks: shapes that broadcast together, e.g. ``(B, 1, 1, S)`` and ``(T, S)``
+        - returns: their broadcast shape, e.g. ``(B, 1, T, S)``
 
     Example:
         >>> import torch

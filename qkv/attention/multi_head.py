@@ -16,7 +16,9 @@ from einops import rearrange, repeat
 from torch import Tensor, nn
 
 from qkv._checks import (
+    broadcasts_to,
     check_floating,
+    check_tensor,
     check_positive_int,
     check_probability,
     shape_str,
@@ -102,7 +104,11 @@ class MultiHeadAttention(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """Xavier-uniform weights and zero biases (as ``torch.nn.MultiheadAttention``)."""
+        """Xavier-uniform weights and zero biases, each projection on its own.
+
+        (``torch.nn.MultiheadAttention`` applies Xavier to its fused ``(3E, E)`` in-projection and
+        the default ``Linear`` init to W^O, so its initial weights are spread a little less.)
+        """
         for projection in (self.query_proj, self.key_proj, self.value_proj, self.output_proj):
             nn.init.xavier_uniform_(projection.weight)
             if projection.bias is not None:
@@ -139,12 +145,20 @@ class MultiHeadAttention(nn.Module):
 
         Returns:
             ``(output, weights)``; ``weights`` is ``None`` unless ``need_weights``.
+
+        Example:
+            >>> import torch, qkv
+            >>> attention = qkv.MultiHeadAttention(d_model=16, num_heads=4, kv_dim=6)
+            >>> target, memory = torch.randn(2, 3, 16), torch.randn(2, 7, 6)
+            >>> padding = qkv.length_mask(torch.tensor([7, 5]))         # (B, 1, 1, S)
+            >>> output, weights = attention(target, memory, mask=padding, need_weights=True)
+            >>> output.shape, weights.shape
+            (torch.Size([2, 3, 16]), torch.Size([2, 4, 3, 7]))
         """
         key = query if key is None else key
         value = key if value is None else value
         self._check_inputs(query, key, value)
-        if mask is not None and mask.dim() == 3:
-            mask = mask[:, None]                                        # (B, 1, T, S)
+        mask = self._check_mask(mask, query.shape[0], query.shape[1], key.shape[1])
 
         q = rearrange(self.query_proj(query), "b t (h d) -> b h t d", h=self.num_heads)
         k = rearrange(self.key_proj(key), "b s (h d) -> b h s d", h=self.num_kv_heads)
@@ -184,6 +198,24 @@ class MultiHeadAttention(nn.Module):
                 f"key and value must have the same number of positions S: got key "
                 f"{shape_str(key.shape)}, value {shape_str(value.shape)}"
             )
+
+    def _check_mask(self, mask: Tensor | None, B: int, T: int, S: int) -> Tensor | None:
+        """The mask, shaped to broadcast to ``(B, H, T, S)``; a 3-D mask is ``(B, T, S)``."""
+        if mask is None:
+            return None
+        check_tensor("mask", mask)
+        shaped = mask[:, None] if mask.dim() == 3 else mask             # (B, 1, T, S)
+        expected = (B, self.num_heads, T, S)
+        if broadcasts_to(shaped.shape, expected):
+            return shaped
+        hint = ""
+        if mask.dim() == 3 and mask.shape[0] == B * self.num_heads:
+            hint = (f"; for a PyTorch-style (B·H, T, S) mask use "
+                    f"qkv.mask_from_torch(attn_mask=mask, num_heads={self.num_heads})")
+        raise ValueError(
+            f"mask of shape {shape_str(mask.shape)} does not broadcast to (B, H, T, S) = "
+            f"{shape_str(expected)} (a 3-D mask is read as (B, T, S)){hint}"
+        )
 
     def extra_repr(self) -> str:
         return (

@@ -1,4 +1,4 @@
-"""The ``qkv`` command: one sub-command per module in this package."""
+"""The ``qkv`` command; each sub-command lives in its own module of this package."""
 
 from __future__ import annotations
 

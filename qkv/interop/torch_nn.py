@@ -17,7 +17,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from qkv._checks import check_tensor, shape_str
+from qkv._checks import check_positive_int, check_tensor, shape_str
 from qkv.attention.masks import combine_masks
 from qkv.attention.multi_head import MultiHeadAttention
 
@@ -28,11 +28,21 @@ def from_torch(module: nn.Module) -> nn.Module:
     """Convert a ``torch.nn`` module into the equivalent qkv module, with copied weights.
 
     Supported: ``torch.nn.MultiheadAttention`` (any ``kdim``/``vdim``, ``batch_first`` either
-    way, with or without bias) → :class:`qkv.MultiHeadAttention`. The result has the source's
-    training/eval mode and its parameters' dtype and device.
+    way, with or without bias) → :class:`qkv.MultiHeadAttention`.
 
-    With masks converted by :func:`mask_from_torch`, the outputs and per-head weights equal
-    PyTorch's (``need_weights=True, average_attn_weights=False``) to float tolerance.
+    Args:
+        module: the PyTorch module (or an instance of a subclass of a supported type).
+
+    Shape:
+        The converted module is batch-first whatever ``module.batch_first`` was: it takes
+        ``(B, T, E)`` where a ``batch_first=False`` source took ``(T, B, E)``.
+
+    Returns:
+        A new qkv module (independent of the source) with the source's weights, dtype, device
+        and training/eval mode. With masks converted by :func:`mask_from_torch`, its outputs and
+        per-head weights equal PyTorch's (``need_weights=True, average_attn_weights=False``) to
+        float tolerance — except where a query has no key left at all: PyTorch gives NaN there,
+        qkv gives zeros.
 
     Raises:
         TypeError: for a module type that has no converter.
@@ -46,7 +56,7 @@ def from_torch(module: nn.Module) -> nn.Module:
         >>> torch.allclose(attention(x)[0], reference(x, x, x)[0], atol=1e-6)
         True
     """
-    converter = _CONVERTERS.get(type(module))
+    converter = next((_CONVERTERS[t] for t in type(module).__mro__ if t in _CONVERTERS), None)
     if converter is None:
         supported = ", ".join(f"torch.nn.{t.__name__}" for t in _CONVERTERS)
         raise TypeError(f"from_torch cannot convert {type(module).__name__}; supported: {supported}")
@@ -65,17 +75,24 @@ def mask_from_torch(
 ) -> Tensor | None:
     """Turn ``torch.nn.MultiheadAttention``'s masks into one qkv mask for ``(B, H, T, S)``.
 
-    Boolean PyTorch masks mean ``True`` = masked out; they are inverted. A float ``attn_mask`` is
-    additive in both libraries and kept; padding then becomes ``-inf`` in it.
+    PyTorch's boolean masks mean ``True`` = masked out; they are inverted. Its float masks are
+    added to the scores, as in qkv, and kept. If either mask is float, the result is float (the
+    boolean one contributing ``-inf`` where it masks); otherwise it is boolean.
 
     Args:
-        key_padding_mask: ``(B, S)``, ``True`` = padding.
-        attn_mask: ``(T, S)`` or ``(B·H, T, S)`` (the latter needs ``num_heads``).
-        num_heads: H, to unflatten a 3-D ``attn_mask``.
+        key_padding_mask: ``True`` (or ``-inf``) at padding keys.
+        attn_mask: which query may attend which key, for all heads or per head.
+        num_heads: H, needed to unflatten a 3-D ``attn_mask``.
+
+    Shape:
+        - key_padding_mask: ``(B, S)``
+        - attn_mask: ``(T, S)`` or ``(B·H, T, S)``
+        - returns: ``(B, 1, 1, S)``, ``(T, S)``, ``(B, H, T, S)`` or their broadcast, which
+          broadcasts to ``(B, H, T, S)``
 
     Returns:
-        A boolean mask (``True`` = may attend), or a float one if ``attn_mask`` is float, that
-        broadcasts to ``(B, H, T, S)``; ``None`` if both are ``None``.
+        The mask in qkv's convention (boolean ``True`` = may attend, or additive float), or
+        ``None`` if both inputs are ``None``.
 
     Example:
         >>> import torch
@@ -83,35 +100,58 @@ def mask_from_torch(
         >>> mask_from_torch(key_padding_mask=padding)[0, 0]
         tensor([[ True,  True, False]])
     """
-    padding = None
+    parts = []
     if key_padding_mask is not None:
-        check_tensor("key_padding_mask", key_padding_mask)
-        if key_padding_mask.dim() != 2:
+        if _checked_mask("key_padding_mask", key_padding_mask).dim() != 2:
             raise ValueError(
                 f"key_padding_mask must have shape (B, S), got {shape_str(key_padding_mask.shape)}"
             )
-        if key_padding_mask.dtype != torch.bool:
-            raise TypeError(
-                f"key_padding_mask must be boolean (True = padding), got {key_padding_mask.dtype}"
-            )
-        padding = ~key_padding_mask[:, None, None, :]                   # (B, 1, 1, S)
-    attention = None
+        parts.append(_inverted(key_padding_mask)[:, None, None, :])    # (B, 1, 1, S)
     if attn_mask is not None:
-        check_tensor("attn_mask", attn_mask)
-        if attn_mask.dim() == 3:
-            if num_heads is None:
-                raise ValueError("a 3-D attn_mask (B·H, T, S) needs num_heads to unflatten it")
-            attn_mask = attn_mask.unflatten(0, (-1, num_heads))         # (B, H, T, S)
+        if _checked_mask("attn_mask", attn_mask).dim() == 3:
+            attn_mask = _unflatten_heads(attn_mask, num_heads)          # (B, H, T, S)
         elif attn_mask.dim() != 2:
             raise ValueError(
                 f"attn_mask must have shape (T, S) or (B·H, T, S), got {shape_str(attn_mask.shape)}"
             )
-        attention = ~attn_mask if attn_mask.dtype == torch.bool else attn_mask
-    if attention is not None and attention.is_floating_point() and padding is not None:
-        return torch.where(padding, attention, float("-inf"))           # (B, ·, T, S)
-    if attention is not None and attention.is_floating_point():
-        return attention
-    return combine_masks(padding, attention)
+        parts.append(_inverted(attn_mask))                              # (T, S) | (B, H, T, S)
+    floats = [p for p in parts if p.is_floating_point()]
+    if not floats:
+        return combine_masks(*parts)
+    dtype = floats[0].dtype
+    additive = [p if p.is_floating_point() else _additive(p, dtype) for p in parts]
+    return additive[0] if len(additive) == 1 else additive[0] + additive[1]
+
+
+def _checked_mask(name: str, mask: Tensor) -> Tensor:
+    check_tensor(name, mask)
+    if mask.dtype != torch.bool and not mask.is_floating_point():
+        raise TypeError(f"{name} must be boolean (True = masked out) or float, got {mask.dtype}")
+    return mask
+
+
+def _inverted(mask: Tensor) -> Tensor:
+    """PyTorch's boolean ``True`` = masked out becomes qkv's ``True`` = may attend."""
+    return ~mask if mask.dtype == torch.bool else mask
+
+
+def _additive(allowed: Tensor, dtype: torch.dtype) -> Tensor:
+    """A boolean qkv mask as an additive one: 0 where allowed, -inf where masked."""
+    return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill(
+        ~allowed, float("-inf"))
+
+
+def _unflatten_heads(attn_mask: Tensor, num_heads: int | None) -> Tensor:
+    """``(B·H, T, S)`` → ``(B, H, T, S)``."""
+    if num_heads is None:
+        raise ValueError("a 3-D attn_mask (B·H, T, S) needs num_heads to unflatten it")
+    num_heads = check_positive_int("num_heads", num_heads)
+    if attn_mask.shape[0] % num_heads:
+        raise ValueError(
+            f"attn_mask of shape {shape_str(attn_mask.shape)} is not (B·H, T, S) for "
+            f"num_heads={num_heads}: {attn_mask.shape[0]} is not a multiple of {num_heads}"
+        )
+    return attn_mask.unflatten(0, (-1, num_heads))
 
 
 def _convert_multihead_attention(source: nn.MultiheadAttention) -> MultiHeadAttention:

@@ -292,6 +292,40 @@ def test_integer_mask_is_rejected():
                                      torch.ones(3, 5, dtype=torch.long))
 
 
+def test_zero_head_dim_is_rejected():
+    with pytest.raises(ValueError, match=r"query must have a head dim D > 0, got shape \(3, 0\)"):
+        scaled_dot_product_attention(torch.randn(3, 0), torch.randn(5, 0), torch.randn(5, 4))
+
+
+def test_mask_on_another_device_is_rejected():
+    with pytest.raises(ValueError, match="mask is on meta but query is on cpu"):
+        scaled_dot_product_attention(torch.randn(3, 4), torch.randn(5, 4), torch.randn(5, 4),
+                                     torch.ones(3, 5, dtype=torch.bool, device="meta"))
+
+
+def test_float_mask_of_another_float_dtype_is_cast_to_the_query_dtype():
+    query, key, value = torch.randn(3, 4), torch.randn(5, 4), torch.randn(5, 2)
+    bias = torch.randn(3, 5, dtype=torch.float64)
+    out, w, fused = both_paths(query, key, value, bias)
+    assert out.dtype == w.dtype == fused.dtype == torch.float32
+    expected = F.scaled_dot_product_attention(query, key, value, attn_mask=bias.float())
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(fused, expected, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_math_path_is_at_least_as_accurate_as_the_fused_kernel_in_low_precision(dtype):
+    query, key, value = (torch.randn(2, 4, 64, 32) * 3 for _ in range(3))
+    mask = torch.rand(2, 1, 64, 64) > 0.2
+    exact = F.scaled_dot_product_attention(query.double(), key.double(), value.double(),
+                                           attn_mask=mask)
+    low = [t.to(dtype) for t in (query, key, value)]
+    out, _, fused = both_paths(*low, mask)
+    math_error = (out.double() - exact).abs().max()
+    fused_error = (fused.double() - exact).abs().max()
+    assert math_error <= fused_error * 1.05
+
+
 def test_non_tensor_and_one_dimensional_inputs_are_rejected():
     with pytest.raises(TypeError, match="query must be a torch.Tensor, got list"):
         scaled_dot_product_attention([[1.0]], torch.randn(5, 4), torch.randn(5, 4))
@@ -302,8 +336,11 @@ def test_non_tensor_and_one_dimensional_inputs_are_rejected():
 @pytest.mark.parametrize("kwargs,error", [
     (dict(dropout_p=1.0), ValueError),
     (dict(dropout_p=-0.1), ValueError),
+    (dict(dropout_p="0.1"), TypeError),
     (dict(scale="0.5"), TypeError),
-    (dict(scale=float("nan")), TypeError),
+    (dict(scale=float("nan")), ValueError),
+    (dict(causal="no"), TypeError),
+    (dict(need_weights=1), TypeError),
 ])
 def test_bad_options_are_rejected(kwargs, error):
     with pytest.raises(error, match=next(iter(kwargs))):

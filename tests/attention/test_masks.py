@@ -56,8 +56,10 @@ def test_bad_mask_helper_input_names_the_problem():
         length_mask(torch.tensor([3, 1]), max_len=2)
     with pytest.raises(ValueError, match="lengths must be >= 0"):
         length_mask(torch.tensor([-1]))
-    with pytest.raises(ValueError, match="T must be a non-negative int"):
+    with pytest.raises(ValueError, match="T must be >= 0, got -1"):
         causal_mask(-1)
+    with pytest.raises(TypeError, match="max_len must be an integer, got float 4.5"):
+        length_mask(torch.tensor([3]), max_len=4.5)
     with pytest.raises(TypeError, match=r"masks\[1\] has dtype torch.float32"):
         combine_masks(None, torch.zeros(3, 3))
     with pytest.raises(ValueError, match=r"do not broadcast together: \(2, 3\), \(4, 3\)"):

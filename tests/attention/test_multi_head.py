@@ -116,14 +116,19 @@ def test_heads_are_independent_slices_of_the_projection():
     torch.testing.assert_close(full - without_head_2, head_2, atol=1e-6, rtol=1e-5)
 
 
-def test_dropout_only_in_training_mode():
+@pytest.mark.parametrize("need_weights", [True, False])
+def test_dropout_only_in_training_mode(need_weights):
     attention = MultiHeadAttention(16, 4, dropout=0.5)
     x = torch.randn(2, 5, 16)
     attention.eval()
-    torch.testing.assert_close(attention(x)[0], attention(x)[0])
+    torch.testing.assert_close(attention(x, need_weights=need_weights)[0],
+                               attention(x, need_weights=need_weights)[0])
     attention.train()
-    _, w = attention(x, need_weights=True)
-    assert (w == 0).any()
+    first, w = attention(x, need_weights=need_weights)
+    second, _ = attention(x, need_weights=need_weights)
+    assert not torch.allclose(first, second)
+    if need_weights:
+        assert (w == 0).any()
 
 
 def test_backward_reaches_every_parameter():
@@ -148,12 +153,17 @@ def test_matches_sdpa_on_projected_heads():
 @pytest.mark.parametrize("kwargs,message", [
     (dict(d_model=10, num_heads=3), r"d_model \(10\) must be divisible by num_heads \(3\)"),
     (dict(d_model=16, num_heads=4, num_kv_heads=3), r"num_kv_heads \(3\) must divide num_heads"),
-    (dict(d_model=0, num_heads=1), "d_model must be a positive integer, got 0"),
-    (dict(d_model=16, num_heads=4, dropout=1.5), r"dropout must be a number in \[0, 1\)"),
+    (dict(d_model=0, num_heads=1), "d_model must be >= 1, got 0"),
+    (dict(d_model=16, num_heads=4, dropout=1.5), r"dropout must be in \[0, 1\), got 1.5"),
 ])
 def test_bad_configuration_is_rejected(kwargs, message):
     with pytest.raises(ValueError, match=message):
         MultiHeadAttention(**kwargs)
+
+
+def test_wrongly_typed_configuration_is_a_type_error():
+    with pytest.raises(TypeError, match="num_heads must be an integer, got float 4.0"):
+        MultiHeadAttention(16, 4.0)
 
 
 def test_bad_inputs_name_the_argument_and_shapes():
@@ -170,5 +180,10 @@ def test_bad_inputs_name_the_argument_and_shapes():
         attention(query, torch.randn(2, 4, 8), torch.randn(2, 6, 8))
     with pytest.raises(TypeError, match="query must be a floating-point tensor"):
         attention(torch.ones(2, 5, 16, dtype=torch.long), torch.randn(2, 5, 8))
-    with pytest.raises(ValueError, match=r"mask of shape \(2, 7\)"):
+    with pytest.raises(ValueError, match=r"mask of shape \(2, 7\) does not broadcast to "
+                                         r"\(B, H, T, S\) = \(2, 4, 5, 5\)"):
         attention(query, torch.randn(2, 5, 8), mask=torch.ones(2, 7, dtype=torch.bool))
+    with pytest.raises(ValueError, match=r"qkv.mask_from_torch\(attn_mask=mask, num_heads=4\)"):
+        attention(query, torch.randn(2, 5, 8), mask=torch.ones(8, 5, 5, dtype=torch.bool))
+    with pytest.raises(TypeError, match="mask must be a torch.Tensor, got list"):
+        attention(query, torch.randn(2, 5, 8), mask=[[True]])

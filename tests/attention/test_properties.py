@@ -12,9 +12,14 @@ TOLERANCE = {torch.float32: 1e-5, torch.float64: 1e-10}
 
 @st.composite
 def attention_inputs(draw):
-    """query (..., T, D), key (..., S, D), value (..., S, Dv) and a boolean mask (..., T, S)."""
+    """query (..., T, D), key (..., S, D), value (..., S, Dv), a mask for (..., T, S), causal.
+
+    Leading dims of key/value may be 1 where the query's are not (they broadcast); T and S may be
+    0; the mask is boolean or floating (random biases with -inf where masked).
+    """
     lead = tuple(draw(st.lists(st.integers(1, 3), max_size=2)))
-    T, S = draw(st.integers(1, 6)), draw(st.integers(1, 6))
+    kv_lead = tuple(draw(st.sampled_from([n, 1])) for n in lead)
+    T, S = draw(st.integers(0, 6)), draw(st.integers(0, 6))
     D, Dv = draw(st.integers(1, 8)), draw(st.integers(1, 5))
     dtype = draw(st.sampled_from([torch.float32, torch.float64]))
     generator = torch.Generator().manual_seed(draw(st.integers(0, 2**31 - 1)))
@@ -25,8 +30,10 @@ def attention_inputs(draw):
     mask_shape = draw(st.sampled_from([(*lead, T, S), (T, S), (S,)]))
     density = draw(st.sampled_from([0.0, 0.3, 0.7, 1.0]))
     mask = torch.rand(mask_shape, generator=generator) < density
+    if draw(st.booleans()):  # additive float mask: -inf where masked, a random bias elsewhere
+        mask = randn(*mask_shape).masked_fill(~mask, float("-inf"))
     causal = draw(st.booleans())
-    return randn(*lead, T, D), randn(*lead, S, D), randn(*lead, S, Dv), mask, causal
+    return randn(*lead, T, D), randn(*kv_lead, S, D), randn(*kv_lead, S, Dv), mask, causal
 
 
 PROPERTY = settings(max_examples=150, deadline=None)
@@ -41,7 +48,8 @@ def attend(query, key, value, mask, causal, need_weights):
 def effective_mask(query, key, mask, causal):
     """What may attend, (..., T, S), computed independently of qkv."""
     T, S = query.shape[-2], key.shape[-2]
-    allowed = mask.expand(*query.shape[:-2], T, S)
+    allowed = mask if mask.dtype == torch.bool else mask != float("-inf")
+    allowed = allowed.expand(*query.shape[:-2], T, S)
     if causal:
         query_position = torch.arange(T)[:, None] + (S - T)
         allowed = allowed & (torch.arange(S)[None, :] <= query_position)
@@ -78,7 +86,7 @@ def test_permuting_keys_and_values_together_leaves_output_unchanged(inputs, data
     if causal:  # causality ties keys to positions; permutation invariance is for unordered keys
         causal = False
     S = key.shape[-2]
-    permutation = torch.tensor(data.draw(st.permutations(range(S))))
+    permutation = torch.tensor(data.draw(st.permutations(range(S))), dtype=torch.long)
     for need_weights in (True, False):
         out, _ = attend(query, key, value, mask, causal, need_weights)
         permuted, _ = attend(query, key[..., permutation, :], value[..., permutation, :],

@@ -15,20 +15,30 @@ def torch_inputs(reference, query, key, value):
     return query.transpose(0, 1), key.transpose(0, 1), value.transpose(0, 1)
 
 
+def randomize(module):
+    """PyTorch initialises biases to zero; random values make every copied number count."""
+    with torch.no_grad():
+        for parameter in module.parameters():
+            parameter.normal_(0.0, 0.3)
+
+
 def run_reference(reference, query, key, value, **masks):
     out, weights = reference(*torch_inputs(reference, query, key, value), need_weights=True,
                              average_attn_weights=False, **masks)
     return (out if reference.batch_first else out.transpose(0, 1)), weights
 
 
+@pytest.mark.filterwarnings("ignore:Support for mismatched key_padding_mask and attn_mask")
 @pytest.mark.parametrize("batch_first", [True, False])
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("kv_dims", [(None, None), (6, 6), (6, 9)])
-@pytest.mark.parametrize("mask_kind", ["none", "key_padding", "attn_bool", "attn_float", "both"])
+@pytest.mark.parametrize("mask_kind", ["none", "key_padding", "attn_bool", "attn_float", "both",
+                                       "float_padding_and_bool_attn"])
 def test_outputs_and_per_head_weights_equal_pytorch(batch_first, bias, kv_dims, mask_kind):
     kdim, vdim = kv_dims
     reference = nn.MultiheadAttention(16, 4, bias=bias, kdim=kdim, vdim=vdim,
                                       batch_first=batch_first).eval()
+    randomize(reference)
     attention = from_torch(reference)
     assert isinstance(attention, qkv.MultiHeadAttention)
     B, T, S = 3, 5, 7
@@ -44,6 +54,9 @@ def test_outputs_and_per_head_weights_equal_pytorch(batch_first, bias, kv_dims, 
         masks["attn_mask"] = attn
     if mask_kind == "attn_float":
         masks["attn_mask"] = torch.randn(T, S)
+    if mask_kind == "float_padding_and_bool_attn":
+        masks["key_padding_mask"] = torch.randn(B, S)
+        masks["attn_mask"] = torch.eye(T, S, dtype=torch.bool)
 
     expected_out, expected_w = run_reference(reference, query, key, value, **masks)
     mask = mask_from_torch(**masks)
@@ -56,6 +69,7 @@ def test_outputs_and_per_head_weights_equal_pytorch(batch_first, bias, kv_dims, 
 
 def test_per_head_three_dimensional_attn_mask():
     reference = nn.MultiheadAttention(8, 2, batch_first=True).eval()
+    randomize(reference)
     attention = from_torch(reference)
     x = torch.randn(2, 4, 8)
     attn = torch.rand(2 * 2, 4, 4) > 0.5                                 # (B·H, T, S)
@@ -92,6 +106,17 @@ def test_converted_module_is_independent_of_the_source():
     torch.testing.assert_close(attention(x)[0], before)
 
 
+def test_subclasses_of_supported_modules_convert():
+    class Custom(nn.MultiheadAttention):
+        pass
+
+    reference = Custom(8, 2, batch_first=True).eval()
+    randomize(reference)
+    x = torch.randn(1, 3, 8)
+    torch.testing.assert_close(from_torch(reference)(x)[0], reference(x, x, x)[0],
+                               atol=1e-6, rtol=1e-5)
+
+
 def test_unsupported_modules_and_options_are_named():
     with pytest.raises(TypeError, match="cannot convert Linear; supported: torch.nn.MultiheadAttention"):
         from_torch(nn.Linear(2, 2))
@@ -104,8 +129,10 @@ def test_unsupported_modules_and_options_are_named():
 def test_mask_from_torch_rejects_bad_masks():
     with pytest.raises(ValueError, match=r"key_padding_mask must have shape \(B, S\), got \(4\)"):
         mask_from_torch(key_padding_mask=torch.zeros(4, dtype=torch.bool))
-    with pytest.raises(TypeError, match="key_padding_mask must be boolean"):
-        mask_from_torch(key_padding_mask=torch.zeros(1, 4))
     with pytest.raises(ValueError, match="needs num_heads"):
         mask_from_torch(attn_mask=torch.zeros(4, 3, 3, dtype=torch.bool))
+    with pytest.raises(ValueError, match=r"\(12, 5, 7\) is not \(B·H, T, S\) for num_heads=5"):
+        mask_from_torch(attn_mask=torch.zeros(12, 5, 7, dtype=torch.bool), num_heads=5)
+    with pytest.raises(TypeError, match="attn_mask must be boolean.*int64"):
+        mask_from_torch(attn_mask=torch.zeros(3, 3, dtype=torch.long))
     assert mask_from_torch() is None
