@@ -4,6 +4,7 @@ Conventions: tensors are batch-first; a boolean mask is ``True`` where a query m
 shape letters are B batch, T query positions, S key positions, H heads, D head dim, E model dim.
 """
 
+from qkv import attention, interop
 from qkv.attention import (
     MultiHeadAttention,
     causal_mask,
@@ -16,14 +17,4 @@ from qkv.interop import from_torch, mask_from_torch
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "scaled_dot_product_attention",
-    "MultiHeadAttention",
-    "padding_mask",
-    "length_mask",
-    "causal_mask",
-    "combine_masks",
-    "from_torch",
-    "mask_from_torch",
-    "__version__",
-]
+__all__ = [*attention.__all__, *interop.__all__, "__version__"]
