@@ -4,7 +4,7 @@ Conventions: tensors are batch-first; a boolean mask is ``True`` where a query m
 shape letters are B batch, T query positions, S key positions, H heads, D head dim, E model dim.
 """
 
-from qkv import attention, interop
+from qkv import attention, interop, models
 from qkv.attention import (
     MultiHeadAttention,
     causal_mask,
@@ -14,7 +14,29 @@ from qkv.attention import (
     scaled_dot_product_attention,
 )
 from qkv.interop import from_torch, mask_from_torch
+from qkv.models import (
+    Decoder,
+    DecoderLayer,
+    Embeddings,
+    Encoder,
+    EncoderDecoder,
+    EncoderLayer,
+    EncoderModel,
+    EncoderModelConfig,
+    FeedForward,
+    KVCache,
+    LanguageModel,
+    LanguageModelConfig,
+    LearnedPositions,
+    ModelConfig,
+    PostNorm,
+    PreNorm,
+    RotaryPositions,
+    SinusoidalPositions,
+    Transformer,
+    TransformerConfig,
+)
 
 __version__ = "0.1.0"
 
-__all__ = [*attention.__all__, *interop.__all__, "__version__"]
+__all__ = [*attention.__all__, *models.__all__, *interop.__all__, "__version__"]

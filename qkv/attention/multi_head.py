@@ -12,6 +12,9 @@ Shape letters are those of :mod:`qkv.attention.functional`.
 
 from __future__ import annotations
 
+from typing import Protocol
+
+import torch
 from einops import rearrange, repeat
 from torch import Tensor, nn
 
@@ -23,9 +26,18 @@ from qkv._checks import (
     check_probability,
     shape_str,
 )
+from qkv.attention.cache import AttentionCache
 from qkv.attention.functional import scaled_dot_product_attention
 
 __all__ = ["MultiHeadAttention"]
+
+
+class Rotation(Protocol):
+    """What attention needs of a relative position scheme applied to queries and keys (RoPE)."""
+
+    def rotate(self, x: Tensor, positions: Tensor) -> Tensor:
+        """``x (B, H, T, D)`` at ``positions`` ``(T,)`` or ``(B, T)`` → rotated, same shape."""
+        ...
 
 
 class MultiHeadAttention(nn.Module):
@@ -44,6 +56,8 @@ class MultiHeadAttention(nn.Module):
         num_kv_heads: number of key/value heads; must divide ``num_heads``; default ``num_heads``.
         bias: whether the four projections have biases.
         dropout: dropout on the attention weights, active in training mode only.
+        rotary: a position scheme that rotates queries and keys by their positions after the
+            projections (:class:`qkv.models.positions.RotaryPositions`); self-attention only.
 
     Attributes:
         query_proj, key_proj, value_proj: W^Q ``(E → E)``, W^K ``(kv_dim → Hkv·D)``,
@@ -69,6 +83,7 @@ class MultiHeadAttention(nn.Module):
         num_kv_heads: int | None = None,
         bias: bool = True,
         dropout: float = 0.0,
+        rotary: Rotation | None = None,
     ) -> None:
         super().__init__()
         d_model = check_positive_int("d_model", d_model)
@@ -95,6 +110,7 @@ class MultiHeadAttention(nn.Module):
         self.kv_dim = kv_dim
         self.value_dim = value_dim
         self.dropout = check_probability("dropout", dropout)
+        self.rotary = rotary
 
         kv_width = num_kv_heads * self.head_dim
         self.query_proj = nn.Linear(d_model, d_model, bias=bias)       # W^Q, all heads
@@ -123,6 +139,8 @@ class MultiHeadAttention(nn.Module):
         mask: Tensor | None = None,
         causal: bool = False,
         need_weights: bool = False,
+        positions: Tensor | None = None,
+        cache: AttentionCache | None = None,
     ) -> tuple[Tensor, Tensor | None]:
         """Attend from ``query`` to ``key``/``value`` (to ``query`` itself if they are omitted).
 
@@ -135,11 +153,18 @@ class MultiHeadAttention(nn.Module):
                 ``(B, T, S)``, shared by all heads. Helpers: :mod:`qkv.attention.masks`.
             causal: no query attends to a later position (combined with ``mask``).
             need_weights: also return the per-head attention weights (takes the math path).
+            positions: the queries' (and, in self-attention, the keys') positions, used by a
+                ``rotary`` scheme only; default ``cached, …, cached + T - 1``.
+            cache: keys and values of earlier calls (step-by-step decoding). A growing cache
+                (self-attention) appends this call's keys and values and attends to all of them
+                — with ``causal``, the queries are the last ``T`` of the ``S`` positions. A static
+                cache (cross-attention) projects ``key``/``value`` on the first call only.
 
         Shape:
             - query: ``(B, T, E)``
             - key: ``(B, S, kv_dim)``
             - value: ``(B, S, value_dim)``
+            - positions: ``(T,)`` or ``(B, T)``
             - output: ``(B, T, E)``
             - weights: ``(B, H, T, S)``, per head, never averaged
 
@@ -155,14 +180,26 @@ class MultiHeadAttention(nn.Module):
             >>> output.shape, weights.shape
             (torch.Size([2, 3, 16]), torch.Size([2, 4, 3, 7]))
         """
+        self_attention = key is None
         key = query if key is None else key
         value = key if value is None else value
         self._check_inputs(query, key, value)
-        mask = self._check_mask(mask, query.shape[0], query.shape[1], key.shape[1])
+        if self.rotary is not None and not self_attention:
+            raise ValueError("rotary positions apply to self-attention only: pass no key/value")
 
         q = rearrange(self.query_proj(query), "b t (h d) -> b h t d", h=self.num_heads)
-        k = rearrange(self.key_proj(key), "b s (h d) -> b h s d", h=self.num_kv_heads)
-        v = rearrange(self.value_proj(value), "b s (h d) -> b h s d", h=self.num_kv_heads)
+        if cache is not None and cache.static and cache.filled:         # cross-attention, later
+            k, v = cache.key, cache.value                               # (B, Hkv, S, D)
+        else:
+            k = rearrange(self.key_proj(key), "b s (h d) -> b h s d", h=self.num_kv_heads)
+            v = rearrange(self.value_proj(value), "b s (h d) -> b h s d", h=self.num_kv_heads)
+            if self.rotary is not None:
+                positions = self._positions(positions, query, cache)
+                q = self.rotary.rotate(q, positions)                    # (B, H, T, D)
+                k = self.rotary.rotate(k, positions)                    # (B, Hkv, T, D)
+            if cache is not None:
+                k, v = cache.update(k, v)                               # (B, Hkv, S, D)
+        mask = self._check_mask(mask, query.shape[0], query.shape[1], k.shape[-2])
         group = self.num_heads // self.num_kv_heads
         if group > 1:  # grouped-query: query head j reads key/value head j // group
             k = repeat(k, "b h s d -> b (h g) s d", g=group)             # (B, H, S, D)
@@ -176,6 +213,21 @@ class MultiHeadAttention(nn.Module):
         )                                                               # (B, H, T, D)
         merged = rearrange(heads, "b h t d -> b t (h d)")               # (B, T, E)
         return self.output_proj(merged), weights
+
+    @staticmethod
+    def _positions(positions: Tensor | None, query: Tensor, cache: AttentionCache | None) -> Tensor:
+        """The query positions: given ones, or the ``T`` positions after the cached ones."""
+        T = query.shape[1]
+        if positions is None:
+            start = 0 if cache is None else cache.length
+            return torch.arange(start, start + T, device=query.device)  # (T,)
+        check_tensor("positions", positions)
+        if positions.shape not in ((T,), (query.shape[0], T)):
+            raise ValueError(
+                f"positions must have shape (T,) = ({T},) or (B, T) = ({query.shape[0]}, {T}), "
+                f"got {shape_str(positions.shape)}"
+            )
+        return positions
 
     def _check_inputs(self, query: Tensor, key: Tensor, value: Tensor) -> None:
         expected = (("query", query, self.d_model, "(B, T, E)"),

@@ -4,8 +4,11 @@ This is one of the edges where other conventions meet qkv's:
 
 * qkv modules are always batch-first; a converted module takes ``(B, T, E)`` whatever the
   PyTorch module's ``batch_first`` was.
-* ``torch.nn.MultiheadAttention`` reads a boolean ``key_padding_mask`` / ``attn_mask`` as
-  ``True`` = *masked out*; qkv reads ``True`` = *may attend*. :func:`mask_from_torch` converts.
+* ``torch.nn.MultiheadAttention`` and the ``torch.nn.Transformer*`` modules read a boolean
+  ``*key_padding_mask`` / ``*_mask`` as ``True`` = *masked out*; qkv reads ``True`` = *may
+  attend*. :func:`mask_from_torch` converts.
+* ``torch.nn.TransformerDecoder`` attends to later positions unless given a causal ``tgt_mask``;
+  qkv's decoder self-attention is causal unless called with ``causal=False``.
 
 Each supported module type has one converter, registered in ``_CONVERTERS``.
 """
@@ -15,11 +18,16 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from qkv._checks import check_positive_int, check_tensor, shape_str
 from qkv.attention.masks import combine_masks
 from qkv.attention.multi_head import MultiHeadAttention
+from qkv.models.feed_forward import FeedForward
+from qkv.models.layers import DecoderLayer, EncoderLayer
+from qkv.models.residual import PostNorm, PreNorm
+from qkv.models.stacks import Decoder, Encoder, EncoderDecoder
 
 __all__ = ["from_torch", "mask_from_torch"]
 
@@ -27,8 +35,20 @@ __all__ = ["from_torch", "mask_from_torch"]
 def from_torch(module: nn.Module) -> nn.Module:
     """Convert a ``torch.nn`` module into the equivalent qkv module, with copied weights.
 
-    Supported: ``torch.nn.MultiheadAttention`` (any ``kdim``/``vdim``, ``batch_first`` either
-    way, with or without bias) → :class:`qkv.MultiHeadAttention`.
+    Supported (``batch_first`` either way, with or without bias):
+
+    ==================================  ==============================================
+    ``torch.nn.MultiheadAttention``     :class:`qkv.MultiHeadAttention` (any ``kdim``/``vdim``)
+    ``torch.nn.TransformerEncoderLayer``  :class:`qkv.EncoderLayer`
+    ``torch.nn.TransformerDecoderLayer``  :class:`qkv.DecoderLayer`
+    ``torch.nn.TransformerEncoder``     :class:`qkv.Encoder`
+    ``torch.nn.TransformerDecoder``     :class:`qkv.Decoder`
+    ``torch.nn.Transformer``            :class:`qkv.EncoderDecoder`
+    ==================================  ==============================================
+
+    Layers keep their norm placement (``norm_first`` → :class:`qkv.PreNorm`, else
+    :class:`qkv.PostNorm`), LayerNorm epsilon, dropout and activation (ReLU, GELU or GELU-tanh,
+    as a string, a function of ``torch.nn.functional`` or a module).
 
     Args:
         module: the PyTorch module (or an instance of a subclass of a supported type).
@@ -46,7 +66,8 @@ def from_torch(module: nn.Module) -> nn.Module:
 
     Raises:
         TypeError: for a module type that has no converter.
-        ValueError: for options qkv does not implement (``add_bias_kv``, ``add_zero_attn``).
+        ValueError: for options qkv does not implement (``add_bias_kv``, ``add_zero_attn``, an
+            activation other than ReLU or GELU, a custom final norm).
 
     Example:
         >>> import torch, qkv
@@ -187,6 +208,91 @@ def _convert_multihead_attention(source: nn.MultiheadAttention) -> MultiHeadAtte
     return target
 
 
+def _convert_encoder_layer(source: nn.TransformerEncoderLayer) -> EncoderLayer:
+    return EncoderLayer(
+        _convert_multihead_attention(source.self_attn),
+        _convert_feed_forward(source),
+        _convert_residual(source, source.norm1, source.dropout1),
+        _convert_residual(source, source.norm2, source.dropout2),
+    )
+
+
+def _convert_decoder_layer(source: nn.TransformerDecoderLayer) -> DecoderLayer:
+    return DecoderLayer(
+        _convert_multihead_attention(source.self_attn),
+        _convert_multihead_attention(source.multihead_attn),
+        _convert_feed_forward(source),
+        _convert_residual(source, source.norm1, source.dropout1),
+        _convert_residual(source, source.norm2, source.dropout2),
+        _convert_residual(source, source.norm3, source.dropout3),
+    )
+
+
+def _convert_encoder(source: nn.TransformerEncoder) -> Encoder:
+    return Encoder([_convert_encoder_layer(layer) for layer in source.layers],
+                   _convert_norm(source.norm))
+
+
+def _convert_decoder(source: nn.TransformerDecoder) -> Decoder:
+    return Decoder([_convert_decoder_layer(layer) for layer in source.layers],
+                   _convert_norm(source.norm))
+
+
+def _convert_transformer(source: nn.Transformer) -> EncoderDecoder:
+    return EncoderDecoder(_convert_encoder(source.encoder), _convert_decoder(source.decoder))
+
+
+def _convert_feed_forward(layer: nn.Module) -> FeedForward:
+    """``linear1 → activation → dropout → linear2`` of a PyTorch Transformer layer."""
+    feed_forward = FeedForward(
+        layer.linear1.in_features,
+        layer.linear1.out_features,
+        _activation_name(layer.activation),
+        dropout=layer.dropout.p,
+        bias=layer.linear1.bias is not None,
+    )
+    feed_forward.inner.load_state_dict(layer.linear1.state_dict())
+    feed_forward.outer.load_state_dict(layer.linear2.state_dict())
+    return feed_forward
+
+
+def _convert_residual(layer: nn.Module, norm: nn.LayerNorm, dropout: nn.Dropout) -> nn.Module:
+    placement = PreNorm if layer.norm_first else PostNorm
+    residual = placement(norm.normalized_shape[0], dropout.p, norm.eps)
+    residual.norm = _convert_norm(norm)
+    return residual
+
+
+def _convert_norm(norm: nn.Module | None) -> nn.LayerNorm | None:
+    if norm is None:
+        return None
+    if type(norm) is not nn.LayerNorm or len(norm.normalized_shape) != 1:
+        raise ValueError(f"from_torch supports a LayerNorm over the last dim as norm, got {norm}")
+    converted = nn.LayerNorm(norm.normalized_shape, eps=norm.eps,
+                             elementwise_affine=norm.elementwise_affine,
+                             bias=norm.bias is not None)
+    converted.load_state_dict(norm.state_dict())
+    return converted
+
+
+def _activation_name(activation: object) -> str:
+    """PyTorch layers hold their activation as a function or a module; qkv names it."""
+    if activation is F.relu or isinstance(activation, nn.ReLU):
+        return "relu"
+    if activation is F.gelu or (isinstance(activation, nn.GELU) and activation.approximate == "none"):
+        return "gelu"
+    if isinstance(activation, nn.GELU) and activation.approximate == "tanh":
+        return "gelu_tanh"
+    raise ValueError(
+        f"from_torch supports ReLU and GELU feed-forward activations, got {activation!r}"
+    )
+
+
 _CONVERTERS: dict[type[nn.Module], Callable[[nn.Module], nn.Module]] = {
     nn.MultiheadAttention: _convert_multihead_attention,
+    nn.TransformerEncoderLayer: _convert_encoder_layer,
+    nn.TransformerDecoderLayer: _convert_decoder_layer,
+    nn.TransformerEncoder: _convert_encoder,
+    nn.TransformerDecoder: _convert_decoder,
+    nn.Transformer: _convert_transformer,
 }

@@ -1,0 +1,94 @@
+"""The key/value cache of a whole decoder, for step-by-step decoding.
+
+Feeding a decoder (or language model) one token at a time with a :class:`KVCache` gives the same
+logits as running it on the whole prefix, at the cost of one position per step: every layer's
+self-attention appends the new keys and values to its cache, and cross-attention computes the keys
+and values of the encoder output once, on the first step.
+
+    >>> import torch, qkv
+    >>> model = qkv.LanguageModel(qkv.LanguageModelConfig(vocab_size=20, d_model=16, num_heads=2,
+    ...                                                   num_layers=2, d_ff=32)).eval()
+    >>> ids = torch.tensor([[5, 6, 7, 8]])
+    >>> cache = qkv.KVCache()
+    >>> steps = [model(ids[:, t:t + 1], cache=cache) for t in range(4)]     # (B, 1, V) each
+    >>> torch.allclose(torch.cat(steps, dim=1), model(ids), atol=1e-5)
+    True
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from qkv.attention.cache import AttentionCache
+
+__all__ = ["KVCache"]
+
+
+class KVCache:
+    """Per layer, the self-attention and cross-attention caches; and which cached keys are padding.
+
+    Create it empty and pass it to every call of the same sequence batch; the model fills it.
+
+    Attributes:
+        layers: one ``(self_attention, cross_attention)`` pair of
+            :class:`~qkv.attention.cache.AttentionCache` per decoder layer, made on first use.
+        mask: ``(B, S)``, ``True`` where a cached position holds a real token (not padding);
+            ``None`` for a model without a pad id.
+        length: S, the number of positions seen so far.
+    """
+
+    def __init__(self) -> None:
+        self.layers: list[tuple[AttentionCache, AttentionCache]] = []
+        self.mask: Tensor | None = None
+        self.length = 0
+
+    def layer(self, index: int) -> tuple[AttentionCache, AttentionCache]:
+        """The caches of decoder layer ``index``."""
+        while len(self.layers) <= index:
+            self.layers.append((AttentionCache(), AttentionCache(static=True)))
+        return self.layers[index]
+
+    def extend(self, valid: Tensor | None, length: int) -> Tensor | None:
+        """Record ``length`` new positions, ``valid (B, T)`` marking the real tokens among them.
+
+        Returns the mask of all positions so far, ``(B, S)``, or ``None`` without padding.
+        """
+        self.length += length
+        if valid is not None:
+            self.mask = valid if self.mask is None else torch.cat([self.mask, valid], dim=1)
+        return self.mask
+
+    def reorder(self, indices: Tensor) -> None:
+        """Keep batch rows ``indices`` (in that order) in every cache: a beam search's survivors.
+
+        Shape:
+            indices: ``(B',)``, integer; the cache then holds ``B'`` rows.
+        """
+        for self_cache, cross_cache in self.layers:
+            self_cache.reorder(indices)
+            cross_cache.reorder(indices)
+        if self.mask is not None:
+            self.mask = self.mask.index_select(0, indices)
+
+    def __repr__(self) -> str:
+        return f"KVCache(layers={len(self.layers)}, length={self.length})"
+
+
+def next_positions(
+    ids: Tensor, pad_id: int | None, cache: KVCache | None
+) -> tuple[Tensor | None, Tensor]:
+    """The self-attention key mask and the positions of ``ids``, the tokens after the cache.
+
+    Shape:
+        - ids: ``(B, T)``
+        - returns: mask ``(B, 1, 1, S)`` (``None`` without ``pad_id``), positions ``(T,)``
+    """
+    T = ids.shape[1]
+    start = 0 if cache is None else cache.length
+    positions = torch.arange(start, start + T, device=ids.device)      # (T,)
+    valid = None if pad_id is None else ids != pad_id                   # (B, T)
+    if cache is not None:
+        valid = cache.extend(valid, T)                                  # (B, S)
+    mask = None if valid is None else valid[:, None, None, :]           # (B, 1, 1, S)
+    return mask, positions

@@ -1,0 +1,178 @@
+"""Model configurations: small dataclasses, validated once, named as in the paper.
+
+Every field defaults to the choice of "Attention Is All You Need" (post-norm, ReLU, sinusoidal
+positions, embeddings scaled by √d_model), so a config states only where a model departs from it.
+Configs are frozen; derive variants with :func:`dataclasses.replace`, save them with
+:func:`dataclasses.asdict`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from qkv._checks import check_bool, check_int, check_positive_int, check_probability
+
+__all__ = ["ModelConfig", "TransformerConfig", "LanguageModelConfig", "EncoderModelConfig"]
+
+POSITIONS = ("sinusoidal", "learned", "rotary")
+ACTIVATIONS = ("relu", "gelu", "gelu_tanh")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The fields every qkv model shares.
+
+    Args:
+        vocab_size: number of token ids (the source vocabulary of a :class:`TransformerConfig`).
+        d_model: E, the width of every token representation.
+        num_heads: H, attention heads per attention layer; must divide ``d_model``.
+        num_layers: N, layers per stack (encoder and decoder alike).
+        d_ff: inner width of the position-wise feed-forward network.
+        dropout: the paper's P_drop: on each sublayer's output before the residual addition, and
+            on the sum of embeddings and positional encodings.
+        attention_dropout: dropout on the attention weights (not in the paper; default off).
+        max_len: the most positions a sequence may have (sizes the position tables).
+        pad_id: the padding token id, masked out of every attention; ``None`` if there is none.
+        positions: ``"sinusoidal"`` (the paper), ``"learned"`` (absolute, as BERT and GPT-2) or
+            ``"rotary"`` (RoPE, applied to queries and keys inside self-attention).
+        activation: of the feed-forward network: ``"relu"`` (the paper), ``"gelu"``, or
+            ``"gelu_tanh"`` (GELU's tanh approximation, as GPT-2).
+        norm_first: ``False``: post-norm, the paper's ``LayerNorm(x + Sublayer(x))``; ``True``:
+            pre-norm, ``x + Sublayer(LayerNorm(x))``, with a final LayerNorm after each stack.
+        norm_eps: the LayerNorms' epsilon.
+        bias: whether the attention projections and feed-forward layers have biases.
+        scale_embeddings: multiply token embeddings by √d_model (the paper, section 3.4).
+    """
+
+    vocab_size: int
+    d_model: int = 512
+    num_heads: int = 8
+    num_layers: int = 6
+    d_ff: int = 2048
+    dropout: float = 0.1
+    attention_dropout: float = 0.0
+    max_len: int = 512
+    pad_id: int | None = 0
+    positions: str = "sinusoidal"
+    activation: str = "relu"
+    norm_first: bool = False
+    norm_eps: float = 1e-5
+    bias: bool = True
+    scale_embeddings: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("vocab_size", "d_model", "num_heads", "num_layers", "d_ff", "max_len"):
+            check_positive_int(name, getattr(self, name))
+        if self.d_model % self.num_heads:
+            raise ValueError(
+                f"d_model ({self.d_model}) must be divisible by num_heads ({self.num_heads}) so "
+                f"that every head gets d_model / num_heads dims"
+            )
+        check_probability("dropout", self.dropout)
+        check_probability("attention_dropout", self.attention_dropout)
+        if self.pad_id is not None:
+            check_int("pad_id", self.pad_id, minimum=0)
+            if self.pad_id >= self.vocab_size:
+                raise ValueError(
+                    f"pad_id ({self.pad_id}) must be a token id below vocab_size ({self.vocab_size})"
+                )
+        _check_choice("positions", self.positions, POSITIONS)
+        _check_choice("activation", self.activation, ACTIVATIONS)
+        if self.positions == "rotary" and self.head_dim % 2:
+            raise ValueError(
+                f"rotary positions rotate pairs of dims: the head dim d_model / num_heads = "
+                f"{self.head_dim} must be even"
+            )
+        check_bool("norm_first", self.norm_first)
+        check_bool("bias", self.bias)
+        check_bool("scale_embeddings", self.scale_embeddings)
+        if not (isinstance(self.norm_eps, (int, float)) and self.norm_eps > 0):
+            raise ValueError(f"norm_eps must be a positive number, got {self.norm_eps!r}")
+
+    @property
+    def head_dim(self) -> int:
+        """D = d_model / num_heads."""
+        return self.d_model // self.num_heads
+
+    def to_dict(self) -> dict:
+        """The fields as a JSON-able dict; ``type(config)(**config.to_dict())`` rebuilds it."""
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class TransformerConfig(ModelConfig):
+    """The encoder–decoder of the paper.
+
+    Args:
+        tgt_vocab_size: the target vocabulary's size; default ``vocab_size`` (shared).
+        share_embeddings: one embedding matrix for source and target tokens (section 3.4; needs
+            one vocabulary).
+        tie_output: the pre-softmax linear layer reuses the target embedding matrix (3.4).
+
+    Example:
+        >>> from qkv import TransformerConfig
+        >>> config = TransformerConfig.base(vocab_size=37000)
+        >>> config.num_layers, config.d_model, config.d_ff, config.num_heads, config.dropout
+        (6, 512, 2048, 8, 0.1)
+    """
+
+    tgt_vocab_size: int | None = None
+    share_embeddings: bool = False
+    tie_output: bool = True
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.tgt_vocab_size is None:
+            object.__setattr__(self, "tgt_vocab_size", self.vocab_size)
+        check_positive_int("tgt_vocab_size", self.tgt_vocab_size)
+        check_bool("share_embeddings", self.share_embeddings)
+        check_bool("tie_output", self.tie_output)
+        if self.share_embeddings and self.tgt_vocab_size != self.vocab_size:
+            raise ValueError(
+                f"share_embeddings needs one vocabulary, but vocab_size is {self.vocab_size} and "
+                f"tgt_vocab_size is {self.tgt_vocab_size}"
+            )
+        if self.pad_id is not None and self.pad_id >= self.tgt_vocab_size:
+            raise ValueError(
+                f"pad_id ({self.pad_id}) must be below tgt_vocab_size ({self.tgt_vocab_size})"
+            )
+
+    @classmethod
+    def base(cls, vocab_size: int, **changes) -> TransformerConfig:
+        """The paper's base model (Table 3): N=6, d_model=512, d_ff=2048, h=8, P_drop=0.1, with
+        one vocabulary shared by source, target and the output layer."""
+        fields = dict(d_model=512, num_heads=8, num_layers=6, d_ff=2048, dropout=0.1,
+                      share_embeddings=True, tie_output=True)
+        return cls(vocab_size=vocab_size, **{**fields, **changes})
+
+    @classmethod
+    def big(cls, vocab_size: int, **changes) -> TransformerConfig:
+        """The paper's big model (Table 3): N=6, d_model=1024, d_ff=4096, h=16, P_drop=0.3."""
+        return cls.base(vocab_size, **{"d_model": 1024, "num_heads": 16, "d_ff": 4096,
+                                       "dropout": 0.3, **changes})
+
+
+@dataclass(frozen=True)
+class LanguageModelConfig(ModelConfig):
+    """A decoder-only language model (GPT-style).
+
+    Args:
+        tie_output: the output layer reuses the token embedding matrix.
+    """
+
+    tie_output: bool = True
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_bool("tie_output", self.tie_output)
+
+
+@dataclass(frozen=True)
+class EncoderModelConfig(ModelConfig):
+    """An encoder-only model (BERT-style) that returns hidden states."""
+
+
+def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")

@@ -1,0 +1,66 @@
+"""An encoder-only model (BERT-style): every position attends to every other, no decoder."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from qkv.attention.masks import padding_mask
+from qkv.models.config import EncoderModelConfig
+from qkv.models.embeddings import Embeddings, check_token_ids
+from qkv.models.layers import EncoderLayer
+from qkv.models.positions import RotaryPositions
+
+__all__ = ["EncoderModel"]
+
+
+class EncoderModel(nn.Module):
+    """Token ids → contextual hidden states, one per token.
+
+    Args:
+        config: an :class:`~qkv.models.config.EncoderModelConfig`.
+
+    Attributes:
+        embedding: :class:`~qkv.models.embeddings.Embeddings`.
+        layers: N :class:`~qkv.models.layers.EncoderLayer`.
+        final_norm: a LayerNorm after pre-norm layers, else ``None``.
+
+    Example:
+        >>> import torch, qkv
+        >>> config = qkv.EncoderModelConfig(vocab_size=50, d_model=32, num_heads=4, num_layers=2,
+        ...                                 d_ff=64, positions="learned", activation="gelu")
+        >>> model = qkv.EncoderModel(config)
+        >>> model(torch.tensor([[3, 4, 5, 0]])).shape                    # (B, T, E)
+        torch.Size([1, 4, 32])
+    """
+
+    def __init__(self, config: EncoderModelConfig) -> None:
+        super().__init__()
+        if not isinstance(config, EncoderModelConfig):
+            raise TypeError(f"config must be an EncoderModelConfig, got {type(config).__name__}")
+        self.config = config
+        rotary = RotaryPositions(config.head_dim) if config.positions == "rotary" else None
+        self.embedding = Embeddings.from_config(config)
+        self.layers = nn.ModuleList(
+            EncoderLayer.from_config(config, rotary) for _ in range(config.num_layers))
+        self.final_norm = (nn.LayerNorm(config.d_model, eps=config.norm_eps)
+                           if config.norm_first else None)
+
+    def forward(self, ids: Tensor, mask: Tensor | None = None) -> Tensor:
+        """Hidden states of the last layer.
+
+        Args:
+            ids: token ids.
+            mask: which positions may be attended; default: every non-padding one.
+
+        Shape:
+            ``ids (B, T)`` → ``(B, T, E)``; ``mask`` broadcastable to ``(B, H, T, T)``
+        """
+        check_token_ids("ids", ids, self.config.vocab_size)
+        if mask is None and self.config.pad_id is not None:
+            mask = padding_mask(ids, self.config.pad_id)                # (B, 1, 1, T)
+        positions = torch.arange(ids.shape[1], device=ids.device)       # (T,)
+        x = self.embedding(ids, positions)                              # (B, T, E)
+        for layer in self.layers:
+            x = layer(x, mask, positions=positions)                     # (B, T, E)
+        return x if self.final_norm is None else self.final_norm(x)

@@ -1,0 +1,70 @@
+"""A decoder-only language model (GPT-style): causal self-attention, no encoder, no cross-attention."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from qkv.models.cache import KVCache, next_positions
+from qkv.models.config import LanguageModelConfig
+from qkv.models.embeddings import Embeddings
+from qkv.models.layers import DecoderLayer
+from qkv.models.positions import RotaryPositions
+
+__all__ = ["LanguageModel"]
+
+
+class LanguageModel(nn.Module):
+    """Token ids → next-token logits, each position seeing only itself and earlier positions.
+
+    Args:
+        config: a :class:`~qkv.models.config.LanguageModelConfig`.
+
+    Attributes:
+        embedding: :class:`~qkv.models.embeddings.Embeddings`.
+        layers: N :class:`~qkv.models.layers.DecoderLayer` without cross-attention.
+        final_norm: a LayerNorm after pre-norm layers, else ``None``.
+        output_layer: ``E → vocab_size``, tied to the token embedding when ``tie_output``.
+
+    Example:
+        >>> import torch, qkv
+        >>> config = qkv.LanguageModelConfig(vocab_size=50, d_model=32, num_heads=4, num_layers=2,
+        ...                                  d_ff=64, positions="rotary", norm_first=True)
+        >>> model = qkv.LanguageModel(config)
+        >>> model(torch.tensor([[3, 4, 5, 6]])).shape                    # (B, T, V)
+        torch.Size([1, 4, 50])
+    """
+
+    def __init__(self, config: LanguageModelConfig) -> None:
+        super().__init__()
+        if not isinstance(config, LanguageModelConfig):
+            raise TypeError(f"config must be a LanguageModelConfig, got {type(config).__name__}")
+        self.config = config
+        rotary = RotaryPositions(config.head_dim) if config.positions == "rotary" else None
+        self.embedding = Embeddings.from_config(config)
+        self.layers = nn.ModuleList(
+            DecoderLayer.from_config(config, rotary, cross_attention=False)
+            for _ in range(config.num_layers))
+        self.final_norm = (nn.LayerNorm(config.d_model, eps=config.norm_eps)
+                           if config.norm_first else None)
+        self.output_layer = nn.Linear(config.d_model, config.vocab_size, bias=False)
+        if config.tie_output:
+            self.output_layer.weight = self.embedding.token.weight
+
+    def forward(self, ids: Tensor, *, cache: KVCache | None = None) -> Tensor:
+        """Next-token logits.
+
+        Args:
+            ids: token ids: a whole sequence, or (with ``cache``) the tokens after the cached ones.
+            cache: a :class:`~qkv.models.cache.KVCache` for step-by-step generation.
+
+        Shape:
+            ``ids (B, T)`` → logits ``(B, T, vocab_size)``
+        """
+        mask, positions = next_positions(ids, self.config.pad_id, cache)   # (B,1,1,S), (T,)
+        x = self.embedding(ids, positions)                              # (B, T, E)
+        for index, layer in enumerate(self.layers):
+            x = layer(x, tgt_mask=mask, positions=positions,
+                      cache=None if cache is None else cache.layer(index))   # (B, T, E)
+        if self.final_norm is not None:
+            x = self.final_norm(x)
+        return self.output_layer(x)                                     # (B, T, V)

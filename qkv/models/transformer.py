@@ -1,0 +1,125 @@
+"""The Transformer of "Attention Is All You Need": an encoder–decoder over token ids.
+
+Assembled as the paper describes it (figure 1): source embeddings and an encoder of N layers;
+target embeddings and a decoder of N layers, whose first attention is masked and whose second
+attends to the encoder output; a final linear layer whose softmax is the next-token distribution.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from qkv.attention.masks import padding_mask
+from qkv.models.cache import KVCache, next_positions
+from qkv.models.config import TransformerConfig
+from qkv.models.embeddings import Embeddings, check_token_ids, new_token_embedding
+from qkv.models.layers import DecoderLayer, EncoderLayer
+from qkv.models.positions import RotaryPositions
+from qkv.models.stacks import Decoder, Encoder
+
+__all__ = ["Transformer"]
+
+
+class Transformer(nn.Module):
+    """Encoder–decoder Transformer: ``(src ids, tgt ids) → next-token logits``.
+
+    Padding (``config.pad_id``) is masked everywhere: in the encoder's self-attention, the
+    decoder's self-attention (which is also causal) and the cross-attention.
+
+    Args:
+        config: the sizes and choices; :meth:`TransformerConfig.base` is the paper's base model.
+
+    Attributes:
+        src_embedding, tgt_embedding: :class:`~qkv.models.embeddings.Embeddings` (one token matrix
+            when ``share_embeddings``).
+        encoder, decoder: the stacks, :class:`~qkv.models.stacks.Encoder` and ``Decoder``.
+        output_layer: the pre-softmax linear layer ``E → tgt_vocab_size`` (tied to the target
+            embedding when ``tie_output``).
+
+    Example:
+        >>> import torch, qkv
+        >>> config = qkv.TransformerConfig(vocab_size=100, d_model=32, num_heads=4, num_layers=2,
+        ...                                d_ff=64)
+        >>> model = qkv.Transformer(config)
+        >>> src = torch.tensor([[5, 6, 7, 0], [8, 9, 10, 11]])          # 0 = padding
+        >>> tgt = torch.tensor([[1, 12, 13], [1, 14, 0]])
+        >>> model(src, tgt).shape                                       # (B, T, V)
+        torch.Size([2, 3, 100])
+    """
+
+    def __init__(self, config: TransformerConfig) -> None:
+        super().__init__()
+        if not isinstance(config, TransformerConfig):
+            raise TypeError(f"config must be a TransformerConfig, got {type(config).__name__}")
+        self.config = config
+        rotary = RotaryPositions(config.head_dim) if config.positions == "rotary" else None
+        self.src_embedding = Embeddings.from_config(config)
+        tgt_token = (self.src_embedding.token if config.share_embeddings
+                     else new_token_embedding(config.tgt_vocab_size, config.d_model))
+        self.tgt_embedding = Embeddings.from_config(config, tgt_token)
+        final_norm = (lambda: nn.LayerNorm(config.d_model, eps=config.norm_eps)
+                      if config.norm_first else None)
+        self.encoder = Encoder(
+            [EncoderLayer.from_config(config, rotary) for _ in range(config.num_layers)],
+            final_norm())
+        self.decoder = Decoder(
+            [DecoderLayer.from_config(config, rotary) for _ in range(config.num_layers)],
+            final_norm())
+        self.output_layer = nn.Linear(config.d_model, config.tgt_vocab_size, bias=False)
+        if config.tie_output:
+            self.output_layer.weight = self.tgt_embedding.token.weight
+
+    def forward(self, src: Tensor, tgt: Tensor) -> Tensor:
+        """Teacher-forced logits: ``src (B, S)``, ``tgt (B, T)`` ids → ``(B, T, tgt_vocab_size)``."""
+        src_mask = self.source_mask(src)
+        return self.decode(tgt, self.encode(src, src_mask), src_mask)
+
+    def encode(self, src: Tensor, src_mask: Tensor | None = None) -> Tensor:
+        """The encoder output ("memory").
+
+        Args:
+            src: source token ids.
+            src_mask: which source positions may be attended; default :meth:`source_mask`.
+
+        Shape:
+            ``src (B, S)`` → ``(B, S, E)``; ``src_mask`` broadcastable to ``(B, H, S, S)``
+        """
+        if src_mask is None:
+            src_mask = self.source_mask(src)
+        positions = torch.arange(src.shape[1], device=src.device)       # (S,)
+        x = self.src_embedding(src, positions)                          # (B, S, E)
+        return self.encoder(x, src_mask, positions=positions)           # (B, S, E)
+
+    def decode(
+        self,
+        tgt: Tensor,
+        memory: Tensor,
+        memory_mask: Tensor | None = None,
+        *,
+        cache: KVCache | None = None,
+    ) -> Tensor:
+        """Next-token logits for the target ``tgt`` given the encoder output ``memory``.
+
+        Args:
+            tgt: target token ids: the whole prefix, or (with ``cache``) the tokens after it.
+            memory: the encoder output, :meth:`encode`.
+            memory_mask: which source positions may be attended — pass the encoder's
+                ``src_mask`` (:meth:`source_mask`), or padding leaks into the decoder.
+            cache: a :class:`~qkv.models.cache.KVCache` for step-by-step decoding.
+
+        Shape:
+            ``tgt (B, T)``, ``memory (B, S, E)``, ``memory_mask`` broadcastable to
+            ``(B, H, T, S)`` → logits ``(B, T, tgt_vocab_size)``
+        """
+        check_token_ids("tgt", tgt, self.config.tgt_vocab_size)
+        tgt_mask, positions = next_positions(tgt, self.config.pad_id, cache)   # (B,1,1,S), (T,)
+        x = self.tgt_embedding(tgt, positions)                          # (B, T, E)
+        x = self.decoder(x, memory, tgt_mask=tgt_mask, memory_mask=memory_mask,
+                         positions=positions, cache=cache)              # (B, T, E)
+        return self.output_layer(x)                                     # (B, T, V)
+
+    def source_mask(self, src: Tensor) -> Tensor | None:
+        """``(B, S)`` source ids → padding mask ``(B, 1, 1, S)`` (``None`` without a pad id)."""
+        check_token_ids("src", src, self.config.vocab_size)
+        return None if self.config.pad_id is None else padding_mask(src, self.config.pad_id)
