@@ -75,20 +75,20 @@ class KVCache:
         return f"KVCache(layers={len(self.layers)}, length={self.length})"
 
 
-def next_positions(
-    ids: Tensor, pad_id: int | None, cache: KVCache | None
-) -> tuple[Tensor | None, Tensor]:
-    """The self-attention key mask and the positions of ``ids``, the tokens after the cache.
+def next_positions(ids: Tensor, cache: KVCache | None) -> Tensor:
+    """The positions of ``ids``, the tokens after the cached ones: ``(B, T)`` → ``(T,)``."""
+    start = 0 if cache is None else cache.length
+    return torch.arange(start, start + ids.shape[1], device=ids.device)
+
+
+def self_attention_mask(ids: Tensor, pad_id: int | None, cache: KVCache | None) -> Tensor | None:
+    """Which keys the self-attention of ``ids`` may see (the non-padding ones, cached included);
+    records ``ids``' positions in ``cache``. Call it once the step cannot fail any more.
 
     Shape:
-        - ids: ``(B, T)``
-        - returns: mask ``(B, 1, 1, S)`` (``None`` without ``pad_id``), positions ``(T,)``
+        ``ids (B, T)`` → ``(B, 1, 1, S)``, ``S`` = cached + ``T``; ``None`` without ``pad_id``
     """
-    T = ids.shape[1]
-    start = 0 if cache is None else cache.length
-    positions = torch.arange(start, start + T, device=ids.device)      # (T,)
     valid = None if pad_id is None else ids != pad_id                   # (B, T)
     if cache is not None:
-        valid = cache.extend(valid, T)                                  # (B, S)
-    mask = None if valid is None else valid[:, None, None, :]           # (B, 1, 1, S)
-    return mask, positions
+        valid = cache.extend(valid, ids.shape[1])                       # (B, S)
+    return None if valid is None else valid[:, None, None, :]           # (B, 1, 1, S)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from qkv.models.cache import KVCache, next_positions
+from qkv.models.cache import KVCache, next_positions, self_attention_mask
 from qkv.models.config import LanguageModelConfig
-from qkv.models.embeddings import Embeddings
+from qkv.models.embeddings import Embeddings, check_token_ids
 from qkv.models.layers import DecoderLayer
 from qkv.models.positions import RotaryPositions
 
@@ -60,8 +60,10 @@ class LanguageModel(nn.Module):
         Shape:
             ``ids (B, T)`` → logits ``(B, T, vocab_size)``
         """
-        mask, positions = next_positions(ids, self.config.pad_id, cache)   # (B,1,1,S), (T,)
+        check_token_ids("ids", ids, self.config.vocab_size)
+        positions = next_positions(ids, cache)                          # (T,)
         x = self.embedding(ids, positions)                              # (B, T, E)
+        mask = self_attention_mask(ids, self.config.pad_id, cache)      # (B, 1, 1, S)
         for index, layer in enumerate(self.layers):
             x = layer(x, tgt_mask=mask, positions=positions,
                       cache=None if cache is None else cache.layer(index))   # (B, T, E)

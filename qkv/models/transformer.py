@@ -11,7 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from qkv.attention.masks import padding_mask
-from qkv.models.cache import KVCache, next_positions
+from qkv.models.cache import KVCache, next_positions, self_attention_mask
 from qkv.models.config import TransformerConfig
 from qkv.models.embeddings import Embeddings, check_token_ids, new_token_embedding
 from qkv.models.layers import DecoderLayer, EncoderLayer
@@ -113,8 +113,9 @@ class Transformer(nn.Module):
             ``(B, H, T, S)`` → logits ``(B, T, tgt_vocab_size)``
         """
         check_token_ids("tgt", tgt, self.config.tgt_vocab_size)
-        tgt_mask, positions = next_positions(tgt, self.config.pad_id, cache)   # (B,1,1,S), (T,)
+        positions = next_positions(tgt, cache)                          # (T,)
         x = self.tgt_embedding(tgt, positions)                          # (B, T, E)
+        tgt_mask = self_attention_mask(tgt, self.config.pad_id, cache)  # (B, 1, 1, S)
         x = self.decoder(x, memory, tgt_mask=tgt_mask, memory_mask=memory_mask,
                          positions=positions, cache=cache)              # (B, T, E)
         return self.output_layer(x)                                     # (B, T, V)

@@ -187,3 +187,26 @@ def test_bad_inputs_name_the_argument_and_shapes():
         attention(query, torch.randn(2, 5, 8), mask=torch.ones(8, 5, 5, dtype=torch.bool))
     with pytest.raises(TypeError, match="mask must be a torch.Tensor, got list"):
         attention(query, torch.randn(2, 5, 8), mask=[[True]])
+
+
+def test_rotary_attention_refuses_cross_attention_and_bad_positions():
+    attention = qkv.MultiHeadAttention(16, 4, rotary=qkv.RotaryPositions(head_dim=4))
+    x = torch.randn(2, 5, 16)
+    with pytest.raises(ValueError, match="self-attention only"):
+        attention(x, torch.randn(2, 3, 16))
+    with pytest.raises(ValueError, match=r"positions must have shape \(T,\) = \(5,\) or \(B, T\)"):
+        attention(x, positions=torch.arange(4))
+    shifted = attention(x, positions=torch.arange(10, 15))[0]           # relative: same output
+    torch.testing.assert_close(shifted, attention(x)[0], atol=1e-5, rtol=1e-5)
+
+
+def test_static_cache_reuses_the_first_keys_and_values():
+    attention = qkv.MultiHeadAttention(16, 4, kv_dim=8)
+    cache = qkv.attention.cache.AttentionCache(static=True)
+    memory = torch.randn(2, 7, 8)
+    first, _ = attention(torch.randn(2, 1, 16), memory, cache=cache)
+    key = cache.key
+    query = torch.randn(2, 1, 16)
+    again, _ = attention(query, memory * 0, cache=cache)              # memory ignored once filled
+    assert cache.key is key
+    torch.testing.assert_close(again, attention(query, memory)[0])
