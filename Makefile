@@ -17,6 +17,7 @@ test: $(VENV)/.installed-test
 
 bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/attention.py
+	$(BIN)/python benchmarks/transformer.py
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)

@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import qkv
 from qkv import MultiHeadAttention, causal_mask, length_mask
 
 
