@@ -186,6 +186,12 @@ class MultiHeadAttention(nn.Module):
         self._check_inputs(query, key, value)
         if self.rotary is not None and not self_attention:
             raise ValueError("rotary positions apply to self-attention only: pass no key/value")
+        if cache is not None and cache.static == self_attention:
+            raise ValueError(
+                "self-attention needs a growing cache, AttentionCache(), and cross-attention a "
+                f"static one, AttentionCache(static=True); got static={cache.static} for "
+                f"{'self' if self_attention else 'cross'}-attention"
+            )
 
         q = rearrange(self.query_proj(query), "b t (h d) -> b h t d", h=self.num_heads)
         if cache is not None and cache.static and cache.filled:         # cross-attention, later

@@ -62,7 +62,9 @@ def from_torch(module: nn.Module) -> nn.Module:
         and training/eval mode. With masks converted by :func:`mask_from_torch`, its outputs and
         per-head weights equal PyTorch's (``need_weights=True, average_attn_weights=False``) to
         float tolerance — except where a query has no key left at all: PyTorch gives NaN there,
-        qkv gives zeros.
+        qkv gives zeros. One default differs: a converted decoder (layer, stack or the decoder
+        of ``nn.Transformer``) is causal unless called with ``causal=False``, where PyTorch's
+        attends to later positions unless given a causal ``tgt_mask``.
 
     Raises:
         TypeError: for a module type that has no converter.
@@ -277,14 +279,15 @@ def _convert_norm(norm: nn.Module | None) -> nn.LayerNorm | None:
 
 def _activation_name(activation: object) -> str:
     """PyTorch layers hold their activation as a function or a module; qkv names it."""
-    if activation is F.relu or isinstance(activation, nn.ReLU):
+    if activation in (F.relu, torch.relu) or isinstance(activation, nn.ReLU):
         return "relu"
     if activation is F.gelu or (isinstance(activation, nn.GELU) and activation.approximate == "none"):
         return "gelu"
     if isinstance(activation, nn.GELU) and activation.approximate == "tanh":
         return "gelu_tanh"
     raise ValueError(
-        f"from_torch supports ReLU and GELU feed-forward activations, got {activation!r}"
+        f"from_torch supports the feed-forward activations ReLU (F.relu, torch.relu, nn.ReLU) "
+        f"and GELU (F.gelu, nn.GELU), got {activation!r}"
     )
 
 

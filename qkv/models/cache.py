@@ -17,6 +17,9 @@ and values of the encoder output once, on the first step.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+
 import torch
 from torch import Tensor
 
@@ -59,6 +62,33 @@ class KVCache:
             self.mask = valid if self.mask is None else torch.cat([self.mask, valid], dim=1)
         return self.mask
 
+    @property
+    def batch_size(self) -> int | None:
+        """B of the cached rows, ``None`` while the cache is empty."""
+        for self_cache, _ in self.layers:
+            if self_cache.key is not None:
+                return self_cache.key.shape[0]
+        return None if self.mask is None else self.mask.shape[0]
+
+    @contextmanager
+    def step(self, batch_size: int) -> Iterator[None]:
+        """One model call: checks its batch size, and undoes every change if the call fails, so
+        that a cache is never left half-updated (some layers a position ahead of others)."""
+        if self.batch_size not in (None, batch_size):
+            raise ValueError(
+                f"the cache holds {self.batch_size} sequences but this call has batch size "
+                f"{batch_size}; use a new KVCache for a new batch (or reorder() this one)"
+            )
+        saved = (self.length, self.mask, [(s.key, s.value, c.key, c.value) for s, c in self.layers])
+        try:
+            yield
+        except BaseException:
+            self.length, self.mask, states = saved
+            del self.layers[len(states):]
+            for (self_cache, cross_cache), (k, v, ck, cv) in zip(self.layers, states):
+                self_cache.key, self_cache.value, cross_cache.key, cross_cache.value = k, v, ck, cv
+            raise
+
     def reorder(self, indices: Tensor) -> None:
         """Keep batch rows ``indices`` (in that order) in every cache: a beam search's survivors.
 
@@ -81,9 +111,14 @@ def next_positions(ids: Tensor, cache: KVCache | None) -> Tensor:
     return torch.arange(start, start + ids.shape[1], device=ids.device)
 
 
+def cache_step(cache: KVCache | None, batch_size: int):
+    """``cache.step(batch_size)``, or a context that does nothing without a cache."""
+    return nullcontext() if cache is None else cache.step(batch_size)
+
+
 def self_attention_mask(ids: Tensor, pad_id: int | None, cache: KVCache | None) -> Tensor | None:
     """Which keys the self-attention of ``ids`` may see (the non-padding ones, cached included);
-    records ``ids``' positions in ``cache``. Call it once the step cannot fail any more.
+    records ``ids``' positions in ``cache``.
 
     Shape:
         ``ids (B, T)`` → ``(B, 1, 1, S)``, ``S`` = cached + ``T``; ``None`` without ``pad_id``

@@ -9,6 +9,7 @@ Configs are frozen; derive variants with :func:`dataclasses.replace`, save them 
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 from qkv._checks import check_bool, check_int, check_positive_int, check_probability
@@ -87,7 +88,8 @@ class ModelConfig:
         check_bool("norm_first", self.norm_first)
         check_bool("bias", self.bias)
         check_bool("scale_embeddings", self.scale_embeddings)
-        if not (isinstance(self.norm_eps, (int, float)) and self.norm_eps > 0):
+        if (isinstance(self.norm_eps, bool) or not isinstance(self.norm_eps, (int, float))
+                or not 0 < self.norm_eps < math.inf):
             raise ValueError(f"norm_eps must be a positive number, got {self.norm_eps!r}")
 
     @property
@@ -105,7 +107,8 @@ class TransformerConfig(ModelConfig):
     """The encoder–decoder of the paper.
 
     Args:
-        tgt_vocab_size: the target vocabulary's size; default ``vocab_size`` (shared).
+        tgt_vocab_size: the target vocabulary's size; ``None`` (default): ``vocab_size``. The
+            resolved size is :attr:`target_vocab_size`.
         share_embeddings: one embedding matrix for source and target tokens (section 3.4; needs
             one vocabulary).
         tie_output: the pre-softmax linear layer reuses the target embedding matrix (3.4).
@@ -123,20 +126,24 @@ class TransformerConfig(ModelConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.tgt_vocab_size is None:
-            object.__setattr__(self, "tgt_vocab_size", self.vocab_size)
-        check_positive_int("tgt_vocab_size", self.tgt_vocab_size)
+        if self.tgt_vocab_size is not None:
+            check_positive_int("tgt_vocab_size", self.tgt_vocab_size)
         check_bool("share_embeddings", self.share_embeddings)
         check_bool("tie_output", self.tie_output)
-        if self.share_embeddings and self.tgt_vocab_size != self.vocab_size:
+        if self.share_embeddings and self.target_vocab_size != self.vocab_size:
             raise ValueError(
                 f"share_embeddings needs one vocabulary, but vocab_size is {self.vocab_size} and "
                 f"tgt_vocab_size is {self.tgt_vocab_size}"
             )
-        if self.pad_id is not None and self.pad_id >= self.tgt_vocab_size:
+        if self.pad_id is not None and self.pad_id >= self.target_vocab_size:
             raise ValueError(
                 f"pad_id ({self.pad_id}) must be below tgt_vocab_size ({self.tgt_vocab_size})"
             )
+
+    @property
+    def target_vocab_size(self) -> int:
+        """The target vocabulary's size: ``tgt_vocab_size``, or ``vocab_size`` if that is None."""
+        return self.vocab_size if self.tgt_vocab_size is None else self.tgt_vocab_size
 
     @classmethod
     def base(cls, vocab_size: int, **changes) -> TransformerConfig:

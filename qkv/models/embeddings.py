@@ -27,6 +27,13 @@ class Embeddings(nn.Module):
 
     Shape:
         ``ids (B, T)`` integer, ``positions (T,)`` or ``(B, T)`` → ``(B, T, E)``
+
+    Example:
+        >>> import torch
+        >>> from qkv.models.positions import SinusoidalPositions
+        >>> embeddings = Embeddings(torch.nn.Embedding(10, 4), SinusoidalPositions(4, 16), scale=2.0)
+        >>> embeddings(torch.tensor([[3, 3]]), torch.arange(2)).shape    # same id, two positions
+        torch.Size([1, 2, 4])
     """
 
     def __init__(self, token: nn.Embedding, positions: nn.Module, *, scale: float = 1.0,
@@ -38,12 +45,21 @@ class Embeddings(nn.Module):
         self.dropout = nn.Dropout(check_probability("dropout", dropout))
 
     @classmethod
-    def from_config(cls, config: ModelConfig, token: nn.Embedding | None = None) -> Embeddings:
-        """Embeddings for ``config``; a new ``(vocab_size, d_model)`` matrix unless ``token``."""
+    def from_config(
+        cls,
+        config: ModelConfig,
+        token: nn.Embedding | None = None,
+        positions: nn.Module | None = None,
+    ) -> Embeddings:
+        """Embeddings for ``config``: a new ``(vocab_size, d_model)`` matrix unless ``token`` is
+        given, and the config's positional strategy unless ``positions`` is given (a model passes
+        its one :class:`~qkv.models.positions.RotaryPositions`, shared with its attentions)."""
         if token is None:
             token = new_token_embedding(config.vocab_size, config.d_model)
+        if positions is None:
+            positions = positions_from_config(config)
         scale = math.sqrt(config.d_model) if config.scale_embeddings else 1.0
-        return cls(token, positions_from_config(config), scale=scale, dropout=config.dropout)
+        return cls(token, positions, scale=scale, dropout=config.dropout)
 
     def forward(self, ids: Tensor, positions: Tensor) -> Tensor:
         check_token_ids("ids", ids, self.token.num_embeddings)
@@ -70,7 +86,7 @@ def check_token_ids(name: str, ids: object, vocab_size: int) -> Tensor:
     if ids.dim() != 2:
         raise ValueError(f"{name} must have shape (B, T), got {shape_str(ids.shape)}")
     if ids.numel():
-        low, high = int(ids.min()), int(ids.max())
+        low, high = (int(v) for v in torch.aminmax(ids))
         if low < 0 or high >= vocab_size:
             raise ValueError(
                 f"{name} must lie in [0, vocab_size) = [0, {vocab_size}), got ids from {low} to "

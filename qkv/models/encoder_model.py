@@ -40,7 +40,7 @@ class EncoderModel(nn.Module):
             raise TypeError(f"config must be an EncoderModelConfig, got {type(config).__name__}")
         self.config = config
         rotary = RotaryPositions(config.head_dim) if config.positions == "rotary" else None
-        self.embedding = Embeddings.from_config(config)
+        self.embedding = Embeddings.from_config(config, positions=rotary)
         self.layers = nn.ModuleList(
             EncoderLayer.from_config(config, rotary) for _ in range(config.num_layers))
         self.final_norm = (nn.LayerNorm(config.d_model, eps=config.norm_eps)

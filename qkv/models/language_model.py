@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from qkv.models.cache import KVCache, next_positions, self_attention_mask
+from qkv.models.cache import KVCache, cache_step, next_positions, self_attention_mask
 from qkv.models.config import LanguageModelConfig
 from qkv.models.embeddings import Embeddings, check_token_ids
 from qkv.models.layers import DecoderLayer
@@ -40,7 +40,7 @@ class LanguageModel(nn.Module):
             raise TypeError(f"config must be a LanguageModelConfig, got {type(config).__name__}")
         self.config = config
         rotary = RotaryPositions(config.head_dim) if config.positions == "rotary" else None
-        self.embedding = Embeddings.from_config(config)
+        self.embedding = Embeddings.from_config(config, positions=rotary)
         self.layers = nn.ModuleList(
             DecoderLayer.from_config(config, rotary, cross_attention=False)
             for _ in range(config.num_layers))
@@ -50,23 +50,29 @@ class LanguageModel(nn.Module):
         if config.tie_output:
             self.output_layer.weight = self.embedding.token.weight
 
-    def forward(self, ids: Tensor, *, cache: KVCache | None = None) -> Tensor:
+    def forward(
+        self, ids: Tensor, *, positions: Tensor | None = None, cache: KVCache | None = None
+    ) -> Tensor:
         """Next-token logits.
 
         Args:
             ids: token ids: a whole sequence, or (with ``cache``) the tokens after the cached ones.
+            positions: the position of each token; default ``cached, …, cached + T - 1``. Give
+                them for left-padded batches, so that each row's first real token is at 0.
             cache: a :class:`~qkv.models.cache.KVCache` for step-by-step generation.
 
         Shape:
-            ``ids (B, T)`` → logits ``(B, T, vocab_size)``
+            ``ids (B, T)``, ``positions (T,)`` or ``(B, T)`` → logits ``(B, T, vocab_size)``
         """
         check_token_ids("ids", ids, self.config.vocab_size)
-        positions = next_positions(ids, cache)                          # (T,)
-        x = self.embedding(ids, positions)                              # (B, T, E)
-        mask = self_attention_mask(ids, self.config.pad_id, cache)      # (B, 1, 1, S)
-        for index, layer in enumerate(self.layers):
-            x = layer(x, tgt_mask=mask, positions=positions,
-                      cache=None if cache is None else cache.layer(index))   # (B, T, E)
-        if self.final_norm is not None:
-            x = self.final_norm(x)
-        return self.output_layer(x)                                     # (B, T, V)
+        with cache_step(cache, ids.shape[0]):
+            if positions is None:
+                positions = next_positions(ids, cache)                  # (T,)
+            x = self.embedding(ids, positions)                          # (B, T, E)
+            mask = self_attention_mask(ids, self.config.pad_id, cache)  # (B, 1, 1, S)
+            for index, layer in enumerate(self.layers):
+                x = layer(x, tgt_mask=mask, positions=positions,
+                          cache=None if cache is None else cache.layer(index))   # (B, T, E)
+            if self.final_norm is not None:
+                x = self.final_norm(x)
+            return self.output_layer(x)                                 # (B, T, V)

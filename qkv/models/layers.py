@@ -58,6 +58,8 @@ class EncoderLayer(nn.Module):
 
     @classmethod
     def from_config(cls, config: ModelConfig, rotary: nn.Module | None = None) -> EncoderLayer:
+        """A layer with ``config``'s sizes, norm placement, dropout and activation; ``rotary``
+        is the model's :class:`~qkv.models.positions.RotaryPositions`, if it uses them."""
         return cls(
             _attention(config, rotary),
             _feed_forward(config),
@@ -120,6 +122,9 @@ class DecoderLayer(nn.Module):
     def from_config(
         cls, config: ModelConfig, rotary: nn.Module | None = None, *, cross_attention: bool = True
     ) -> DecoderLayer:
+        """A layer with ``config``'s sizes, norm placement, dropout and activation; without
+        cross-attention for a decoder-only model. ``rotary`` as in
+        :meth:`EncoderLayer.from_config` (self-attention only)."""
         return cls(
             _attention(config, rotary),
             _attention(config, None) if cross_attention else None,

@@ -94,7 +94,15 @@ class SinusoidalPositions(_AbsolutePositions):
 
 
 class LearnedPositions(_AbsolutePositions):
-    """A trained embedding per absolute position (BERT, GPT-2)."""
+    """A trained embedding per absolute position (BERT, GPT-2).
+
+    Example:
+        >>> import torch
+        >>> positions = LearnedPositions(d_model=8, max_len=16)
+        >>> x = torch.zeros(1, 3, 8)
+        >>> torch.equal(positions.encode(x, torch.arange(3))[0], positions.embedding.weight[:3])
+        True
+    """
 
     def __init__(self, d_model: int, max_len: int) -> None:
         super().__init__()
@@ -136,8 +144,6 @@ class RotaryPositions(nn.Module):
         if not (isinstance(base, (int, float)) and base > 1 and math.isfinite(base)):
             raise ValueError(f"base must be a finite number > 1, got {base!r}")
         self.base = float(base)
-        frequencies = self.base ** (-torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim)
-        self.register_buffer("frequencies", frequencies.float(), persistent=False)  # (D/2,)
 
     def encode(self, x: Tensor, positions: Tensor) -> Tensor:
         return x
@@ -145,7 +151,11 @@ class RotaryPositions(nn.Module):
     def rotate(self, x: Tensor, positions: Tensor) -> Tensor:
         """Rotate ``x (B, H, T, D)`` at ``positions`` ``(T,)`` or ``(B, T)`` → ``(B, H, T, D)``."""
         positions = _checked(positions, None)
-        angle = positions[..., None].float() * self.frequencies        # (…, T, D/2)
+        # Computed in float32 on every call (cheap), so that casting the model to bf16/fp16 never
+        # rounds the frequencies: a buffer would be cast with the model.
+        two_j = torch.arange(0, self.head_dim, 2, device=x.device, dtype=torch.float32)
+        frequencies = self.base ** (-two_j / self.head_dim)             # (D/2,)
+        angle = positions[..., None].float() * frequencies              # (…, T, D/2)
         angle = torch.cat([angle, angle], dim=-1)                       # (…, T, D)
         if angle.dim() == 3:
             angle = angle[:, None]                                      # (B, 1, T, D)
@@ -173,7 +183,7 @@ def _checked(positions: Tensor, max_len: int | None) -> Tensor:
     if positions.dim() not in (1, 2):
         raise ValueError(f"positions must have shape (T,) or (B, T), got {shape_str(positions.shape)}")
     if positions.numel() and max_len is not None:
-        low, high = int(positions.min()), int(positions.max())
+        low, high = (int(v) for v in torch.aminmax(positions))
         if low < 0 or high >= max_len:
             raise ValueError(
                 f"positions must lie in [0, max_len) = [0, {max_len}), got values from {low} to "

@@ -27,14 +27,30 @@ class _Residual(nn.Module):
 
 
 class PostNorm(_Residual):
-    """``LayerNorm(x + Dropout(sublayer(x)))``, the paper's placement. Shape ``(B, T, E)``."""
+    """``LayerNorm(x + Dropout(sublayer(x)))``, the paper's placement. Shape ``(B, T, E)``.
+
+    Example:
+        >>> import torch
+        >>> residual = PostNorm(d_model=4).eval()
+        >>> x = torch.randn(2, 3, 4)
+        >>> torch.allclose(residual(x, lambda h: 2 * h), residual.norm(3 * x))
+        True
+    """
 
     def forward(self, x: Tensor, sublayer: Callable[[Tensor], Tensor]) -> Tensor:
         return self.norm(x + self.dropout(sublayer(x)))
 
 
 class PreNorm(_Residual):
-    """``x + Dropout(sublayer(LayerNorm(x)))``, the pre-norm placement. Shape ``(B, T, E)``."""
+    """``x + Dropout(sublayer(LayerNorm(x)))``, the pre-norm placement. Shape ``(B, T, E)``.
+
+    Example:
+        >>> import torch
+        >>> residual = PreNorm(d_model=4).eval()
+        >>> x = torch.randn(2, 3, 4)
+        >>> torch.allclose(residual(x, lambda h: 2 * h), x + 2 * residual.norm(x))
+        True
+    """
 
     def forward(self, x: Tensor, sublayer: Callable[[Tensor], Tensor]) -> Tensor:
         return x + self.dropout(sublayer(self.norm(x)))

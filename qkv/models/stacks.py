@@ -25,6 +25,13 @@ class Encoder(nn.Module):
     Shape:
         ``x (B, S, E)`` → ``(B, S, E)``; ``mask`` broadcastable to ``(B, H, S, S)``, typically the
         source padding mask ``(B, 1, 1, S)``.
+
+    Example:
+        >>> import torch, qkv
+        >>> config = qkv.ModelConfig(vocab_size=1, d_model=16, num_heads=4, d_ff=32)
+        >>> encoder = qkv.Encoder([qkv.EncoderLayer.from_config(config) for _ in range(2)])
+        >>> encoder(torch.randn(2, 5, 16), qkv.length_mask(torch.tensor([5, 3]))).shape
+        torch.Size([2, 5, 16])
     """
 
     def __init__(self, layers: Sequence[EncoderLayer], norm: nn.LayerNorm | None = None) -> None:
@@ -52,6 +59,15 @@ class Decoder(nn.Module):
         - tgt_mask: broadcastable to ``(B, H, T, T)``, e.g. target padding ``(B, 1, 1, T)``
           (with a cache, ``(B, H, T, cached + T)``)
         - memory_mask: broadcastable to ``(B, H, T, S)``, e.g. source padding ``(B, 1, 1, S)``
+
+    Example:
+        >>> import torch, qkv
+        >>> config = qkv.ModelConfig(vocab_size=1, d_model=16, num_heads=4, d_ff=32,
+        ...                          norm_first=True)
+        >>> decoder = qkv.Decoder([qkv.DecoderLayer.from_config(config) for _ in range(2)],
+        ...                       torch.nn.LayerNorm(16))                # pre-norm: a final norm
+        >>> decoder(torch.randn(2, 3, 16), torch.randn(2, 5, 16)).shape
+        torch.Size([2, 3, 16])
     """
 
     def __init__(self, layers: Sequence[DecoderLayer], norm: nn.LayerNorm | None = None) -> None:
@@ -84,6 +100,13 @@ class EncoderDecoder(nn.Module):
         ``src (B, S, E)``, ``tgt (B, T, E)`` → ``(B, T, E)``; ``src_mask`` broadcastable to
         ``(B, H, S, S)`` (the encoder's self-attention), ``tgt_mask`` to ``(B, H, T, T)``,
         ``memory_mask`` to ``(B, H, T, S)``.
+
+    Example:
+        >>> import torch, qkv
+        >>> reference = torch.nn.Transformer(16, 4, 1, 1, 32, batch_first=True)
+        >>> model = qkv.from_torch(reference)                           # an EncoderDecoder
+        >>> model(torch.randn(2, 5, 16), torch.randn(2, 3, 16)).shape
+        torch.Size([2, 3, 16])
     """
 
     def __init__(self, encoder: Encoder, decoder: Decoder) -> None:

@@ -11,7 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from qkv.attention.masks import padding_mask
-from qkv.models.cache import KVCache, next_positions, self_attention_mask
+from qkv.models.cache import KVCache, cache_step, next_positions, self_attention_mask
 from qkv.models.config import TransformerConfig
 from qkv.models.embeddings import Embeddings, check_token_ids, new_token_embedding
 from qkv.models.layers import DecoderLayer, EncoderLayer
@@ -54,10 +54,10 @@ class Transformer(nn.Module):
             raise TypeError(f"config must be a TransformerConfig, got {type(config).__name__}")
         self.config = config
         rotary = RotaryPositions(config.head_dim) if config.positions == "rotary" else None
-        self.src_embedding = Embeddings.from_config(config)
+        self.src_embedding = Embeddings.from_config(config, positions=rotary)
         tgt_token = (self.src_embedding.token if config.share_embeddings
-                     else new_token_embedding(config.tgt_vocab_size, config.d_model))
-        self.tgt_embedding = Embeddings.from_config(config, tgt_token)
+                     else new_token_embedding(config.target_vocab_size, config.d_model))
+        self.tgt_embedding = Embeddings.from_config(config, tgt_token, rotary)
         final_norm = (lambda: nn.LayerNorm(config.d_model, eps=config.norm_eps)
                       if config.norm_first else None)
         self.encoder = Encoder(
@@ -66,7 +66,7 @@ class Transformer(nn.Module):
         self.decoder = Decoder(
             [DecoderLayer.from_config(config, rotary) for _ in range(config.num_layers)],
             final_norm())
-        self.output_layer = nn.Linear(config.d_model, config.tgt_vocab_size, bias=False)
+        self.output_layer = nn.Linear(config.d_model, config.target_vocab_size, bias=False)
         if config.tie_output:
             self.output_layer.weight = self.tgt_embedding.token.weight
 
@@ -104,21 +104,27 @@ class Transformer(nn.Module):
         Args:
             tgt: target token ids: the whole prefix, or (with ``cache``) the tokens after it.
             memory: the encoder output, :meth:`encode`.
-            memory_mask: which source positions may be attended — pass the encoder's
-                ``src_mask`` (:meth:`source_mask`), or padding leaks into the decoder.
+            memory_mask: which source positions may be attended: the encoder's ``src_mask``
+                (:meth:`source_mask`). Required when the config has a ``pad_id``.
             cache: a :class:`~qkv.models.cache.KVCache` for step-by-step decoding.
 
         Shape:
             ``tgt (B, T)``, ``memory (B, S, E)``, ``memory_mask`` broadcastable to
             ``(B, H, T, S)`` → logits ``(B, T, tgt_vocab_size)``
         """
-        check_token_ids("tgt", tgt, self.config.tgt_vocab_size)
-        positions = next_positions(tgt, cache)                          # (T,)
-        x = self.tgt_embedding(tgt, positions)                          # (B, T, E)
-        tgt_mask = self_attention_mask(tgt, self.config.pad_id, cache)  # (B, 1, 1, S)
-        x = self.decoder(x, memory, tgt_mask=tgt_mask, memory_mask=memory_mask,
-                         positions=positions, cache=cache)              # (B, T, E)
-        return self.output_layer(x)                                     # (B, T, V)
+        check_token_ids("tgt", tgt, self.config.target_vocab_size)
+        if memory_mask is None and self.config.pad_id is not None:
+            raise ValueError(
+                "decode needs memory_mask, the source padding mask: pass "
+                "memory_mask=model.source_mask(src), or source padding leaks into the decoder"
+            )
+        with cache_step(cache, tgt.shape[0]):
+            positions = next_positions(tgt, cache)                      # (T,)
+            x = self.tgt_embedding(tgt, positions)                      # (B, T, E)
+            tgt_mask = self_attention_mask(tgt, self.config.pad_id, cache)   # (B, 1, 1, S)
+            x = self.decoder(x, memory, tgt_mask=tgt_mask, memory_mask=memory_mask,
+                             positions=positions, cache=cache)          # (B, T, E)
+            return self.output_layer(x)                                 # (B, T, V)
 
     def source_mask(self, src: Tensor) -> Tensor | None:
         """``(B, S)`` source ids → padding mask ``(B, 1, 1, S)`` (``None`` without a pad id)."""

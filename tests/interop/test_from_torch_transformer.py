@@ -51,8 +51,9 @@ def assert_close_where_valid(actual, expected, padding):
 
 options = pytest.mark.parametrize("batch_first", [True, False])
 norms = pytest.mark.parametrize("norm_first", [False, True])
-activations = pytest.mark.parametrize("activation", ["relu", "gelu", F.gelu, nn.GELU("tanh")],
-                                      ids=["relu", "gelu", "F.gelu", "GELU-tanh"])
+activations = pytest.mark.parametrize(
+    "activation", ["relu", "gelu", F.gelu, torch.relu, nn.GELU("tanh")],
+    ids=["relu", "gelu", "F.gelu", "torch.relu", "GELU-tanh"])
 
 
 @options
@@ -169,5 +170,5 @@ def test_converted_model_trains_with_gradients_everywhere():
 
 def test_unsupported_activation_is_refused_by_name():
     reference = nn.TransformerEncoderLayer(E, H, FF, activation=nn.SiLU(), batch_first=True)
-    with pytest.raises(ValueError, match="ReLU and GELU.*SiLU"):
+    with pytest.raises(ValueError, match=r"activations ReLU .* and GELU .*got SiLU\(\)"):
         from_torch(reference)

@@ -53,14 +53,16 @@ def test_cross_attention_projects_the_encoder_output_once_per_sequence():
         for projection in (layer.cross_attention.key_proj, layer.cross_attention.value_proj):
             projection.register_forward_hook(lambda *_: calls.append(1))
     src, tgt = torch.randint(1, V, (2, 7)), torch.randint(1, V, (2, 5))
-    memory = model.encode(src)
-    step_by_step(lambda x, c: model.decode(x, memory, cache=c), tgt, KVCache())
+    src_mask = model.source_mask(src)
+    memory = model.encode(src, src_mask)
+    step_by_step(lambda x, c: model.decode(x, memory, src_mask, cache=c), tgt, KVCache())
     assert len(calls) == 2 * len(model.decoder.layers)                 # K and V, once per layer
 
 
 def test_reorder_keeps_the_chosen_rows_as_beam_search_needs():
     model = LanguageModel(LanguageModelConfig(vocab_size=V, **TINY)).eval()
     tokens = torch.randint(1, V, (3, 6))
+    tokens[2, 1] = 0                                                    # padding to carry along
     cache = KVCache()
     model(tokens[:, :4], cache=cache)
     order = torch.tensor([2, 2, 0])
@@ -86,3 +88,47 @@ def test_cached_language_model_stops_at_max_len():
     with pytest.raises(ValueError, match="max_len"):
         model(torch.ones(1, 1, dtype=torch.long), cache=cache)
     assert cache.length == 4 and cache.mask.shape == (1, 4)           # the cache is unharmed
+
+
+def test_a_failed_step_leaves_the_cache_as_it_was():
+    model = Transformer(TransformerConfig(vocab_size=V, **TINY)).eval()
+    src, tgt = torch.randint(1, V, (2, 7)), torch.randint(1, V, (2, 4))
+    src_mask = model.source_mask(src)
+    memory = model.encode(src, src_mask)
+    cache = KVCache()
+    model.decode(tgt[:, :2], memory, src_mask, cache=cache)
+    with pytest.raises(ValueError, match="batch size"):
+        model.decode(tgt[:, 2:3], memory[:1], src_mask, cache=cache)    # fails inside a layer
+    assert cache.length == 2 and cache.mask.shape == (2, 2)
+    assert all(self_cache.length == 2 for self_cache, _ in cache.layers)
+    rest = [model.decode(tgt[:, t:t + 1], memory, src_mask, cache=cache) for t in (2, 3)]
+    torch.testing.assert_close(torch.cat(rest, 1), model(src, tgt)[:, 2:], atol=1e-5, rtol=1e-5)
+
+
+def test_a_cache_refuses_another_batch_size_by_name():
+    model = LanguageModel(LanguageModelConfig(vocab_size=V, **TINY))
+    cache = KVCache()
+    model(torch.ones(2, 3, dtype=torch.long), cache=cache)
+    with pytest.raises(ValueError, match="holds 2 sequences but this call has batch size 3"):
+        model(torch.ones(3, 1, dtype=torch.long), cache=cache)
+    assert cache.length == 3
+
+
+def test_attention_refuses_the_wrong_kind_of_cache():
+    attention = qkv.MultiHeadAttention(16, 2)
+    x = torch.randn(1, 2, 16)
+    with pytest.raises(ValueError, match=r"self-attention needs a growing cache"):
+        attention(x, cache=qkv.attention.cache.AttentionCache(static=True))
+    with pytest.raises(ValueError, match=r"static=False for cross-attention"):
+        attention(x, torch.randn(1, 4, 16), cache=qkv.attention.cache.AttentionCache())
+
+
+def test_left_padded_prompts_decode_like_unpadded_ones_given_positions():
+    model = LanguageModel(LanguageModelConfig(vocab_size=V, **TINY)).eval()
+    prompt = torch.tensor([[0, 0, 5, 6, 7]])                          # left-padded
+    cache = KVCache()
+    first = model(prompt, positions=torch.tensor([[0, 0, 0, 1, 2]]), cache=cache)
+    step = model(torch.tensor([[8]]), positions=torch.tensor([[3]]), cache=cache)
+    expected = model(torch.tensor([[5, 6, 7, 8]]))
+    torch.testing.assert_close(first[:, 2:], expected[:, :3], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(step, expected[:, 3:], atol=1e-5, rtol=1e-5)

@@ -12,7 +12,7 @@ def test_defaults_are_the_papers_choices():
     config = TransformerConfig(vocab_size=100)
     assert (config.d_model, config.num_heads, config.num_layers, config.d_ff) == (512, 8, 6, 2048)
     assert (config.dropout, config.positions, config.activation) == (0.1, "sinusoidal", "relu")
-    assert not config.norm_first and config.scale_embeddings and config.tgt_vocab_size == 100
+    assert not config.norm_first and config.scale_embeddings and config.target_vocab_size == 100
 
 
 def test_base_is_table_3_with_one_shared_vocabulary():
@@ -53,6 +53,8 @@ def test_configs_round_trip_through_a_dict():
     (dict(activation="swish"), "activation must be one of"),
     (dict(d_model=12, num_heads=4, positions="rotary"), "head dim d_model / num_heads = 3"),
     (dict(norm_eps=0), "norm_eps must be a positive number"),
+    (dict(norm_eps=True), "norm_eps must be a positive number"),
+    (dict(norm_eps=float("inf")), "norm_eps must be a positive number"),
 ])
 def test_invalid_fields_raise_value_error_naming_them(changes, message):
     with pytest.raises(ValueError, match=message):
@@ -74,3 +76,10 @@ def test_shared_embeddings_need_one_vocabulary():
 def test_models_refuse_another_familys_config():
     with pytest.raises(TypeError, match="must be a LanguageModelConfig, got TransformerConfig"):
         qkv.LanguageModel(TransformerConfig(vocab_size=10))
+
+
+def test_replace_derives_the_target_vocabulary_afresh():
+    config = TransformerConfig(vocab_size=100)
+    assert config.tgt_vocab_size is None and config.target_vocab_size == 100
+    assert dataclasses.replace(config, vocab_size=200).target_vocab_size == 200
+    assert dataclasses.replace(TransformerConfig.base(100), vocab_size=200).vocab_size == 200

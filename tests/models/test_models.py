@@ -71,6 +71,7 @@ def test_pre_norm_models_end_each_stack_with_a_layer_norm():
     post, pre = (Transformer(tiny(TransformerConfig, norm_first=flag)) for flag in (False, True))
     assert post.encoder.norm is None and post.decoder.norm is None
     assert isinstance(pre.encoder.norm, torch.nn.LayerNorm)
+    assert isinstance(pre.decoder.norm, torch.nn.LayerNorm)
     assert isinstance(pre.decoder.layers[0].feed_forward_residual, qkv.PreNorm)
 
 
@@ -120,17 +121,34 @@ def test_padding_positions_cannot_influence_real_tokens(family):
 
 
 def test_target_padding_is_masked_in_decoder_self_attention():
-    """A pad id *before* a real token (odd but possible) is invisible to later positions."""
-    model = Transformer(tiny(TransformerConfig)).eval()
+    """A pad id *before* real tokens: whatever its embedding, later positions do not change."""
+    model = Transformer(tiny(TransformerConfig, tie_output=False)).eval()
+    src, tgt = ids(1, 5), torch.tensor([[3, PAD, 4, 5]])
+    before = model(src, tgt)
+    with torch.no_grad():
+        model.tgt_embedding.token.weight[PAD] += 5.0
+    after = model(src, tgt)
+    torch.testing.assert_close(after[:, [0, 2, 3]], before[:, [0, 2, 3]], atol=1e-5, rtol=1e-5)
+    unmasked = Transformer(tiny(TransformerConfig, tie_output=False, pad_id=None)).eval()
+    unmasked.load_state_dict(model.state_dict())
+    assert not torch.allclose(unmasked(src, tgt)[:, 2:], after[:, 2:], atol=1e-3)
+
+
+@pytest.mark.parametrize("positions", ["sinusoidal", "rotary"])
+def test_language_model_padding_in_the_middle_is_invisible(positions):
+    """[4, PAD, 6, 7] at positions 0..3 computes, at 4, 6 and 7, what [4, 6, 7] computes at
+    positions 0, 2, 3: the pad is not attended."""
+    model = LanguageModel(tiny(LanguageModelConfig, positions=positions)).eval()
+    padded = model(torch.tensor([[4, PAD, 6, 7]]))
+    without = model(torch.tensor([[4, 6, 7]]), positions=torch.tensor([0, 2, 3]))
+    torch.testing.assert_close(padded[:, [0, 2, 3]], without, atol=1e-5, rtol=1e-5)
+
+
+def test_decode_requires_the_source_padding_mask():
+    model = Transformer(tiny(TransformerConfig))
     src = ids(1, 5)
-    tgt = torch.tensor([[3, PAD, 4, 5]])
-    other = torch.tensor([[3, 7, 4, 5]])
-    a, b = model(src, tgt), model(src, other)
-    torch.testing.assert_close(a[:, 0], b[:, 0], atol=1e-6, rtol=0)
-    assert not torch.allclose(a[:, 2:], b[:, 2:])                       # 7 is seen, the pad is not
-    no_pad_model = Transformer(tiny(TransformerConfig, pad_id=None)).eval()
-    no_pad_model.load_state_dict(model.state_dict())
-    assert not torch.allclose(no_pad_model(src, tgt)[:, 2:], a[:, 2:])
+    with pytest.raises(ValueError, match=r"memory_mask=model.source_mask\(src\)"):
+        model.decode(ids(1, 2), model.encode(src))
 
 
 def test_encoder_model_takes_an_explicit_mask():
@@ -191,3 +209,33 @@ def test_every_option_runs_forward_and_backward(positions, activation, norm_firs
         out.square().mean().backward()
         missing = [n for n, p in model.named_parameters() if p.grad is None]
         assert not missing, missing
+
+
+# --- dropout where the paper puts it ------------------------------------------------------------
+
+@pytest.mark.parametrize("placement", [qkv.PostNorm, qkv.PreNorm])
+def test_residual_dropout_drops_the_sublayer_output_before_the_addition(placement):
+    residual = placement(8, dropout=0.5).train()
+    x = torch.randn(4, 5, 8)
+    sublayer = torch.nn.Linear(8, 8)
+    torch.manual_seed(3)
+    out = residual(x, sublayer)
+    torch.manual_seed(3)
+    if placement is qkv.PostNorm:
+        expected = residual.norm(x + torch.nn.functional.dropout(sublayer(x), 0.5))
+    else:
+        expected = x + torch.nn.functional.dropout(sublayer(residual.norm(x)), 0.5)
+    torch.testing.assert_close(out, expected)
+
+
+def test_config_dropouts_reach_embeddings_residuals_and_attention():
+    model = Transformer(tiny(TransformerConfig, dropout=0.3, attention_dropout=0.2))
+    assert model.src_embedding.dropout.p == model.tgt_embedding.dropout.p == 0.3
+    layer = model.decoder.layers[0]
+    for residual in (layer.self_attention_residual, layer.cross_attention_residual,
+                     layer.feed_forward_residual):
+        assert residual.dropout.p == 0.3
+    assert layer.self_attention.dropout == layer.cross_attention.dropout == 0.2
+    assert layer.feed_forward.dropout.p == 0.0                          # not in the paper
+    embedded = model.src_embedding.train()(ids(2, 50), torch.arange(50))
+    assert 0.2 < (embedded == 0).float().mean() < 0.4                   # dropped after the sum

@@ -74,3 +74,12 @@ def test_rotary_is_a_rotation_of_each_pair_j_and_j_plus_half():
 def test_rotary_needs_an_even_head_dim():
     with pytest.raises(ValueError, match="even head_dim, got 5"):
         RotaryPositions(head_dim=5)
+
+
+def test_rotary_keeps_float32_frequencies_in_a_bfloat16_model():
+    model = torch.nn.Sequential(RotaryPositions(head_dim=64)).to(torch.bfloat16)
+    x = torch.randn(1, 1, 4096, 64)
+    positions = torch.arange(4096)
+    exact = RotaryPositions(head_dim=64).rotate(x, positions)
+    rounded = model[0].rotate(x.to(torch.bfloat16), positions).float()
+    assert (rounded - exact).abs().max() < 0.05                         # bf16 rounding only
