@@ -34,6 +34,28 @@ def check_floating(name: str, tensor: object) -> torch.Tensor:
     return tensor
 
 
+def check_integer_tensor(name: str, value: object, what: str = "integer tensor") -> torch.Tensor:
+    """An integer tensor (not bool, float or complex)."""
+    tensor = check_tensor(name, value)
+    if tensor.dtype == torch.bool or tensor.is_floating_point() or tensor.is_complex():
+        raise TypeError(f"{name} must be an {what}, got dtype {tensor.dtype}")
+    return tensor
+
+
+def check_index_range(
+    name: str, tensor: torch.Tensor, bound_name: str, bound: int, *, what: str, hint: str = ""
+) -> None:
+    """Every entry of ``tensor`` lies in ``[0, bound)``, e.g. token ids below the vocab size.
+    (One device-to-host read of the min and max.)"""
+    if tensor.numel():
+        low, high = (int(v) for v in torch.aminmax(tensor))
+        if low < 0 or high >= bound:
+            raise ValueError(
+                f"{name} must lie in [0, {bound_name}) = [0, {bound}), got {what} from {low} to "
+                f"{high}{hint}"
+            )
+
+
 def check_min_dims(name: str, tensor: torch.Tensor, min_dims: int, layout: str) -> None:
     if tensor.dim() < min_dims:
         raise ValueError(

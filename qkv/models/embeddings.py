@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import math
 
-import torch
 from torch import Tensor, nn
 
-from qkv._checks import check_probability, check_tensor, shape_str
+from qkv._checks import check_index_range, check_integer_tensor, check_probability, shape_str
 from qkv.models.config import ModelConfig
 from qkv.models.positions import positions_from_config
 
@@ -26,7 +25,8 @@ class Embeddings(nn.Module):
         dropout: on the sum.
 
     Shape:
-        ``ids (B, T)`` integer, ``positions (T,)`` or ``(B, T)`` → ``(B, T, E)``
+        ``ids (B, T)`` integer, ``positions (T,)`` or ``(B, T)`` → ``(B, T, E)``. The ids are
+        not validated here: the models check them once (:func:`check_token_ids`).
 
     Example:
         >>> import torch
@@ -62,7 +62,6 @@ class Embeddings(nn.Module):
         return cls(token, positions, scale=scale, dropout=config.dropout)
 
     def forward(self, ids: Tensor, positions: Tensor) -> Tensor:
-        check_token_ids("ids", ids, self.token.num_embeddings)
         x = self.token(ids) * self.scale                                # (B, T, E)
         return self.dropout(self.positions.encode(x, positions))        # (B, T, E)
 
@@ -79,17 +78,10 @@ def new_token_embedding(vocab_size: int, d_model: int) -> nn.Embedding:
 
 
 def check_token_ids(name: str, ids: object, vocab_size: int) -> Tensor:
-    """``ids`` must be a ``(B, T)`` integer tensor of ids in ``[0, vocab_size)``."""
-    check_tensor(name, ids)
-    if ids.dtype == torch.bool or ids.is_floating_point() or ids.is_complex():
-        raise TypeError(f"{name} must be an integer tensor of token ids, got dtype {ids.dtype}")
+    """``ids`` must be a ``(B, T)`` integer tensor of ids in ``[0, vocab_size)``. The models call
+    it once per input at their boundary; :class:`Embeddings` does not repeat it."""
+    check_integer_tensor(name, ids, "integer tensor of token ids")
     if ids.dim() != 2:
         raise ValueError(f"{name} must have shape (B, T), got {shape_str(ids.shape)}")
-    if ids.numel():
-        low, high = (int(v) for v in torch.aminmax(ids))
-        if low < 0 or high >= vocab_size:
-            raise ValueError(
-                f"{name} must lie in [0, vocab_size) = [0, {vocab_size}), got ids from {low} to "
-                f"{high}"
-            )
+    check_index_range(name, ids, "vocab_size", vocab_size, what="ids")
     return ids

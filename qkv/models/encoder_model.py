@@ -9,7 +9,8 @@ from qkv.attention.masks import padding_mask
 from qkv.models.config import EncoderModelConfig
 from qkv.models.embeddings import Embeddings, check_token_ids
 from qkv.models.layers import EncoderLayer
-from qkv.models.positions import RotaryPositions
+from qkv.models.positions import rotary_from_config
+from qkv.models.residual import final_norm_from_config
 
 __all__ = ["EncoderModel"]
 
@@ -39,12 +40,11 @@ class EncoderModel(nn.Module):
         if not isinstance(config, EncoderModelConfig):
             raise TypeError(f"config must be an EncoderModelConfig, got {type(config).__name__}")
         self.config = config
-        rotary = RotaryPositions(config.head_dim) if config.positions == "rotary" else None
+        rotary = rotary_from_config(config)
         self.embedding = Embeddings.from_config(config, positions=rotary)
         self.layers = nn.ModuleList(
             EncoderLayer.from_config(config, rotary) for _ in range(config.num_layers))
-        self.final_norm = (nn.LayerNorm(config.d_model, eps=config.norm_eps)
-                           if config.norm_first else None)
+        self.final_norm = final_norm_from_config(config)
 
     def forward(self, ids: Tensor, mask: Tensor | None = None) -> Tensor:
         """Hidden states of the last layer.

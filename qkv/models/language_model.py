@@ -8,7 +8,8 @@ from qkv.models.cache import KVCache, cache_step, next_positions, self_attention
 from qkv.models.config import LanguageModelConfig
 from qkv.models.embeddings import Embeddings, check_token_ids
 from qkv.models.layers import DecoderLayer
-from qkv.models.positions import RotaryPositions
+from qkv.models.positions import rotary_from_config
+from qkv.models.residual import final_norm_from_config
 
 __all__ = ["LanguageModel"]
 
@@ -39,13 +40,12 @@ class LanguageModel(nn.Module):
         if not isinstance(config, LanguageModelConfig):
             raise TypeError(f"config must be a LanguageModelConfig, got {type(config).__name__}")
         self.config = config
-        rotary = RotaryPositions(config.head_dim) if config.positions == "rotary" else None
+        rotary = rotary_from_config(config)
         self.embedding = Embeddings.from_config(config, positions=rotary)
         self.layers = nn.ModuleList(
             DecoderLayer.from_config(config, rotary, cross_attention=False)
             for _ in range(config.num_layers))
-        self.final_norm = (nn.LayerNorm(config.d_model, eps=config.norm_eps)
-                           if config.norm_first else None)
+        self.final_norm = final_norm_from_config(config)
         self.output_layer = nn.Linear(config.d_model, config.vocab_size, bias=False)
         if config.tie_output:
             self.output_layer.weight = self.embedding.token.weight

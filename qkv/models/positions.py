@@ -20,7 +20,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from qkv._checks import check_positive_int, check_tensor, shape_str
+from qkv._checks import check_index_range, check_integer_tensor, check_positive_int, shape_str
 from qkv.models.config import ModelConfig
 
 __all__ = [
@@ -167,6 +167,12 @@ class RotaryPositions(nn.Module):
         return f"head_dim={self.head_dim}, base={self.base:g}"
 
 
+def rotary_from_config(config: ModelConfig) -> RotaryPositions | None:
+    """The one :class:`RotaryPositions` a model shares among its embeddings and self-attentions,
+    or ``None`` if the config's positions are absolute."""
+    return RotaryPositions(config.head_dim) if config.positions == "rotary" else None
+
+
 def positions_from_config(config: ModelConfig) -> nn.Module:
     """The positional strategy a config names."""
     if config.positions == "sinusoidal":
@@ -177,16 +183,10 @@ def positions_from_config(config: ModelConfig) -> nn.Module:
 
 
 def _checked(positions: Tensor, max_len: int | None) -> Tensor:
-    check_tensor("positions", positions)
-    if positions.dtype in (torch.bool,) or positions.is_floating_point():
-        raise TypeError(f"positions must be an integer tensor, got dtype {positions.dtype}")
+    check_integer_tensor("positions", positions)
     if positions.dim() not in (1, 2):
         raise ValueError(f"positions must have shape (T,) or (B, T), got {shape_str(positions.shape)}")
-    if positions.numel() and max_len is not None:
-        low, high = (int(v) for v in torch.aminmax(positions))
-        if low < 0 or high >= max_len:
-            raise ValueError(
-                f"positions must lie in [0, max_len) = [0, {max_len}), got values from {low} to "
-                f"{high}: the sequence is longer than the model's max_len"
-            )
+    if max_len is not None:
+        check_index_range("positions", positions, "max_len", max_len, what="values",
+                          hint=": the sequence is longer than the model's max_len")
     return positions

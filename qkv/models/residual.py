@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from qkv._checks import check_positive_int, check_probability
 
-__all__ = ["PostNorm", "PreNorm", "residual_from_config"]
+__all__ = ["PostNorm", "PreNorm", "residual_from_config", "final_norm_from_config"]
 
 
 class _Residual(nn.Module):
@@ -54,6 +54,12 @@ class PreNorm(_Residual):
 
     def forward(self, x: Tensor, sublayer: Callable[[Tensor], Tensor]) -> Tensor:
         return x + self.dropout(sublayer(self.norm(x)))
+
+
+def final_norm_from_config(config) -> nn.LayerNorm | None:
+    """The LayerNorm that ends a stack of pre-norm layers (their residual stream is never
+    normalised otherwise); ``None`` for post-norm layers, whose output is normalised already."""
+    return nn.LayerNorm(config.d_model, eps=config.norm_eps) if config.norm_first else None
 
 
 def residual_from_config(config) -> _Residual:

@@ -15,7 +15,8 @@ from qkv.models.cache import KVCache, cache_step, next_positions, self_attention
 from qkv.models.config import TransformerConfig
 from qkv.models.embeddings import Embeddings, check_token_ids, new_token_embedding
 from qkv.models.layers import DecoderLayer, EncoderLayer
-from qkv.models.positions import RotaryPositions
+from qkv.models.positions import rotary_from_config
+from qkv.models.residual import final_norm_from_config
 from qkv.models.stacks import Decoder, Encoder
 
 __all__ = ["Transformer"]
@@ -53,27 +54,25 @@ class Transformer(nn.Module):
         if not isinstance(config, TransformerConfig):
             raise TypeError(f"config must be a TransformerConfig, got {type(config).__name__}")
         self.config = config
-        rotary = RotaryPositions(config.head_dim) if config.positions == "rotary" else None
+        rotary = rotary_from_config(config)
         self.src_embedding = Embeddings.from_config(config, positions=rotary)
         tgt_token = (self.src_embedding.token if config.share_embeddings
                      else new_token_embedding(config.target_vocab_size, config.d_model))
         self.tgt_embedding = Embeddings.from_config(config, tgt_token, rotary)
-        final_norm = (lambda: nn.LayerNorm(config.d_model, eps=config.norm_eps)
-                      if config.norm_first else None)
         self.encoder = Encoder(
             [EncoderLayer.from_config(config, rotary) for _ in range(config.num_layers)],
-            final_norm())
+            final_norm_from_config(config))
         self.decoder = Decoder(
             [DecoderLayer.from_config(config, rotary) for _ in range(config.num_layers)],
-            final_norm())
+            final_norm_from_config(config))
         self.output_layer = nn.Linear(config.d_model, config.target_vocab_size, bias=False)
         if config.tie_output:
             self.output_layer.weight = self.tgt_embedding.token.weight
 
     def forward(self, src: Tensor, tgt: Tensor) -> Tensor:
         """Teacher-forced logits: ``src (B, S)``, ``tgt (B, T)`` ids → ``(B, T, tgt_vocab_size)``."""
-        src_mask = self.source_mask(src)
-        return self.decode(tgt, self.encode(src, src_mask), src_mask)
+        src_mask = self.source_mask(src)                                # checks src
+        return self.decode(tgt, self._encode(src, src_mask), src_mask)
 
     def encode(self, src: Tensor, src_mask: Tensor | None = None) -> Tensor:
         """The encoder output ("memory").
@@ -85,8 +84,11 @@ class Transformer(nn.Module):
         Shape:
             ``src (B, S)`` → ``(B, S, E)``; ``src_mask`` broadcastable to ``(B, H, S, S)``
         """
-        if src_mask is None:
-            src_mask = self.source_mask(src)
+        check_token_ids("src", src, self.config.vocab_size)
+        return self._encode(src, self._padding(src) if src_mask is None else src_mask)
+
+    def _encode(self, src: Tensor, src_mask: Tensor | None) -> Tensor:
+        """:meth:`encode` for checked ``src``."""
         positions = torch.arange(src.shape[1], device=src.device)       # (S,)
         x = self.src_embedding(src, positions)                          # (B, S, E)
         return self.encoder(x, src_mask, positions=positions)           # (B, S, E)
@@ -129,4 +131,7 @@ class Transformer(nn.Module):
     def source_mask(self, src: Tensor) -> Tensor | None:
         """``(B, S)`` source ids → padding mask ``(B, 1, 1, S)`` (``None`` without a pad id)."""
         check_token_ids("src", src, self.config.vocab_size)
+        return self._padding(src)
+
+    def _padding(self, src: Tensor) -> Tensor | None:
         return None if self.config.pad_id is None else padding_mask(src, self.config.pad_id)
