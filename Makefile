@@ -7,13 +7,25 @@ BIN := $(VENV)/bin
 # constraints.txt pins exact versions (torch==2.13.0: its CPU wheel is on every dev machine).
 INSTALL := $(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt
 
-.PHONY: demo test bench clean
+# Debian packages the tests need: chromium (the browser test), fonts-noto-cjk (Chinese tokens in
+# heatmaps), fortunes-zh (the Tang-poem corpus). Installed only where missing.
+DEBIAN_PACKAGES := chromium fonts-noto-cjk fortunes-zh
+
+.PHONY: demo test bench clean system-packages
 
 demo: $(VENV)/.installed
 	$(BIN)/qkv demo
 
-test: $(VENV)/.installed-test
+test: $(VENV)/.installed-test system-packages
 	$(BIN)/python -m pytest
+
+system-packages:
+	@missing=$$(for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages: $$missing"; \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q $$missing; \
+	fi
 
 bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/attention.py

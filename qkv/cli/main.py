@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
 
 from qkv import __version__
-from qkv.cli import demo
+
+# One module of qkv.cli per sub-command, each with ``add_parser(commands)``; the modules import
+# their heavy dependencies inside ``run`` so that ``qkv --help`` stays fast.
+COMMANDS = ("demo",)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -17,7 +21,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"qkv {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    demo.add_parser(commands)
+    for name in COMMANDS:
+        importlib.import_module(f"qkv.cli.{name}").add_parser(commands)
     return parser
 
 
