@@ -13,7 +13,8 @@ Mask convention (the one convention everywhere in qkv): a boolean mask is ``True
 Two paths compute the same function:
 
 * the **math path** (``need_weights=True``) spells out the formula step by step and returns the
-  attention weights;
+  attention weights; :func:`attention_intermediates` returns all of its steps (scores, scaled
+  scores, effective mask, weights, output), which is what :func:`qkv.trace` records;
 * the **fused path** (``need_weights=False``) calls PyTorch's
   ``torch.nn.functional.scaled_dot_product_attention`` kernel.
 
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -43,7 +45,11 @@ from qkv._checks import (
 )
 from qkv.attention.masks import causal_mask
 
-__all__ = ["scaled_dot_product_attention"]
+__all__ = [
+    "scaled_dot_product_attention",
+    "attention_intermediates",
+    "AttentionIntermediates",
+]
 
 
 def scaled_dot_product_attention(
@@ -73,7 +79,8 @@ def scaled_dot_product_attention(
         scale: multiplier of the scores; default ``1 / √D``.
         dropout_p: dropout probability applied to the weights. Pass ``0.0`` in evaluation.
         need_weights: if ``True``, take the math path and also return the weights; otherwise take
-            the fused path and return ``None`` for them.
+            the fused path and return ``None`` for them. :func:`attention_intermediates` returns
+            every step of the math path.
 
     Shape:
         - query: ``(..., T, D)``
@@ -129,30 +136,143 @@ def scaled_dot_product_attention(
         output = _fused_path(query, key, value, batch_shape, mask=None, is_causal=True,
                              scale=scale, dropout_p=dropout_p)
         return output, None
+    if need_weights:
+        steps = _intermediates(query, key, value, mask, causal, scale, dropout_p)
+        return steps.output, steps.weights
     if causal:
         mask = _with_causal(mask, T, S, query.device)
     # Rows with no key left would be softmax over nothing (0/0). Open them up so every step stays
     # finite (also in backward), then zero them at the end: the documented all-masked rule.
     mask, empty_rows = _open_empty_rows(mask)
-
-    if need_weights:
-        output, weights = _math_path(query, key, value, mask, scale, dropout_p)
-    else:
-        output = _fused_path(query, key, value, batch_shape, mask=mask, is_causal=False,
-                             scale=scale, dropout_p=dropout_p)
-        weights = None
-
+    output = _fused_path(query, key, value, batch_shape, mask=mask, is_causal=False,
+                         scale=scale, dropout_p=dropout_p)
     if empty_rows is not None:
         output = torch.where(empty_rows, 0.0, output)                   # (..., T, Dv)
-        if weights is not None:
-            weights = torch.where(empty_rows, 0.0, weights)             # (..., T, S)
-    return output, weights
+    return output, None
+
+
+@dataclass(frozen=True)
+class AttentionIntermediates:
+    """Every step of ``softmax(Q Kᵀ / √d_k) V`` on the math path, as computed.
+
+    Attributes:
+        scores: raw ``Q Kᵀ``, ``(..., T, S)``.
+        scale: the multiplier of the scores (``1 / √D`` by default).
+        scaled_scores: ``scores · scale``, ``(..., T, S)``, before any mask.
+        mask: the effective boolean mask, broadcastable to ``(..., T, S)``; ``True`` = may attend.
+            It combines the given mask with the causal one; a row that allows no key is all
+            ``False``, and gets zero weights and a zero output (the all-masked rule).
+        bias: the finite part of a floating mask (``-inf`` entries set to 0), added to
+            ``scaled_scores`` before the softmax, broadcastable to ``(..., T, S)``; ``None`` for a
+            boolean mask or none.
+        weights: ``(..., T, S)``, the weights applied (after dropout, if any).
+        output: ``weights @ value``, ``(..., T, Dv)``.
+
+    So that, for every row with an allowed key::
+
+        logits = (scaled_scores + bias).masked_fill(~mask, -inf)
+        weights == logits.softmax(-1)          # without dropout
+        output == weights @ value
+    """
+
+    scores: Tensor
+    scale: float
+    scaled_scores: Tensor
+    mask: Tensor
+    bias: Tensor | None
+    weights: Tensor
+    output: Tensor
+
+
+def attention_intermediates(
+    query: Tensor,
+    key: Tensor,
+    value: Tensor,
+    mask: Tensor | None = None,
+    *,
+    causal: bool = False,
+    scale: float | None = None,
+    dropout_p: float = 0.0,
+) -> AttentionIntermediates:
+    r""":func:`scaled_dot_product_attention` on the math path, returning every intermediate.
+
+    Its ``output`` and ``weights`` are exactly those of ``scaled_dot_product_attention(...,
+    need_weights=True)``; arguments and checks are the same.
+
+    Args:
+        query, key, value, mask, causal, scale, dropout_p: as in
+            :func:`scaled_dot_product_attention`.
+
+    Shape:
+        - query: ``(..., T, D)``; key: ``(..., S, D)``; value: ``(..., S, Dv)``
+        - scores, scaled_scores, weights: ``(..., T, S)``
+        - mask (returned): boolean, broadcastable to ``(..., T, S)``
+        - output: ``(..., T, Dv)``
+
+    Returns:
+        An :class:`AttentionIntermediates`.
+
+    Example:
+        >>> import torch
+        >>> q, k, v = torch.randn(2, 3, 8), torch.randn(2, 3, 8), torch.randn(2, 3, 4)
+        >>> steps = attention_intermediates(q, k, v, causal=True)
+        >>> steps.mask.tolist()                                         # True = may attend
+        [[True, False, False], [True, True, False], [True, True, True]]
+        >>> logits = steps.scaled_scores.masked_fill(~steps.mask, float("-inf"))
+        >>> torch.allclose(logits.softmax(-1), steps.weights)
+        True
+        >>> torch.allclose(steps.weights @ v, steps.output)
+        True
+    """
+    batch_shape = _check_qkv(query, key, value)
+    T, S = query.shape[-2], key.shape[-2]
+    scale = _check_scale(scale, query.shape[-1])
+    dropout_p = check_probability("dropout_p", dropout_p)
+    causal = check_bool("causal", causal)
+    mask = _check_mask(mask, query, batch_shape, T, S)
+    return _intermediates(query, key, value, mask, causal, scale, dropout_p)
+
+
+def _intermediates(
+    query: Tensor,
+    key: Tensor,
+    value: Tensor,
+    mask: Tensor | None,
+    causal: bool,
+    scale: float,
+    dropout_p: float,
+) -> AttentionIntermediates:
+    """The math path for checked inputs, with the causal mask and the all-masked-row rule."""
+    T, S = query.shape[-2], key.shape[-2]
+    if causal:
+        mask = _with_causal(mask, T, S, query.device)
+    # Rows with no key left would be softmax over nothing (0/0). Open them up so every step stays
+    # finite (also in backward), then zero them at the end: the documented all-masked rule.
+    opened, empty_rows = _open_empty_rows(mask)
+    scores, scaled_scores, weights, output = _math_path(query, key, value, opened, scale,
+                                                        dropout_p)
+    if empty_rows is not None:
+        output = torch.where(empty_rows, 0.0, output)                   # (..., T, Dv)
+        weights = torch.where(empty_rows, 0.0, weights)                 # (..., T, S)
+    if mask is None:
+        allowed = torch.ones(T, S, dtype=torch.bool, device=query.device)   # (T, S)
+        bias = None
+    elif mask.dtype == torch.bool:
+        allowed, bias = mask, None                                      # (..., T, S)
+    else:
+        allowed = mask != float("-inf")                                 # (..., T, S)
+        bias = mask.masked_fill(~allowed, 0.0)                          # (..., T, S)
+    return AttentionIntermediates(scores=scores, scale=scale, scaled_scores=scaled_scores,
+                                  mask=allowed, bias=bias, weights=weights, output=output)
 
 
 def _math_path(
     query: Tensor, key: Tensor, value: Tensor, mask: Tensor | None, scale: float, dropout_p: float
-) -> tuple[Tensor, Tensor]:
-    """The formula, one step per line. Returns ``(output (..., T, Dv), weights (..., T, S))``.
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The formula, one step per line.
+
+    Returns ``(scores (..., T, S), scaled_scores (..., T, S), weights (..., T, S),
+    output (..., T, Dv))``.
 
     bf16/fp16 inputs are computed in float32 (as fused kernels accumulate) and the results cast
     back, so the path that shows the numbers is never the less accurate one.
@@ -163,16 +283,17 @@ def _math_path(
     if mask is not None and mask.is_floating_point():
         mask = mask.to(compute)
     scores = query @ key.transpose(-2, -1)                              # (..., T, S)   Q Kᵀ
-    scores = scores * scale                                             # (..., T, S)   / √d_k
+    scaled_scores = scores * scale                                      # (..., T, S)   / √d_k
+    logits = scaled_scores
     if mask is not None and mask.dtype == torch.bool:
-        scores = scores.masked_fill(~mask, float("-inf"))               # (..., T, S)
+        logits = logits.masked_fill(~mask, float("-inf"))               # (..., T, S)
     elif mask is not None:
-        scores = scores + mask                                          # (..., T, S)
-    weights = torch.softmax(scores, dim=-1)                             # (..., T, S)
+        logits = logits + mask                                          # (..., T, S)
+    weights = torch.softmax(logits, dim=-1)                             # (..., T, S)
     if dropout_p > 0.0:
         weights = F.dropout(weights, p=dropout_p)                       # (..., T, S)
     output = weights @ value                                            # (..., T, Dv)
-    return output.to(dtype), weights.to(dtype)
+    return scores.to(dtype), scaled_scores.to(dtype), weights.to(dtype), output.to(dtype)
 
 
 def _fused_path(

@@ -12,6 +12,8 @@ Shape letters are those of :mod:`qkv.attention.functional`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Protocol
 
 import torch
@@ -27,9 +29,13 @@ from qkv._checks import (
     shape_str,
 )
 from qkv.attention.cache import AttentionCache
-from qkv.attention.functional import scaled_dot_product_attention
+from qkv.attention.functional import (
+    AttentionIntermediates,
+    attention_intermediates,
+    scaled_dot_product_attention,
+)
 
-__all__ = ["MultiHeadAttention"]
+__all__ = ["MultiHeadAttention", "AttentionCall"]
 
 
 class Rotation(Protocol):
@@ -38,6 +44,40 @@ class Rotation(Protocol):
     def rotate(self, x: Tensor, positions: Tensor) -> Tensor:
         """``x (B, H, T, D)`` at ``positions`` ``(T,)`` or ``(B, T)`` → rotated, same shape."""
         ...
+
+
+@dataclass(frozen=True)
+class AttentionCall:
+    """What one recorded call of a :class:`MultiHeadAttention` computed, given to its recorder.
+
+    The tensors are the live ones (not detached): a recorder copies what it keeps.
+
+    Attributes:
+        module: the attention module that was called.
+        query: per-head queries ``(B, H, T, D)``, after the rotary rotation if any.
+        key: per-head keys ``(B, H, S, D)``: after rotation, with the cached keys of earlier calls,
+            and repeated to ``H`` heads under grouped-query attention.
+        value: per-head values ``(B, H, S, D)``, likewise.
+        steps: the math path's intermediates (:class:`~qkv.attention.functional.
+            AttentionIntermediates`): scores ``(B, H, T, S)``, effective mask, weights, and the
+            per-head outputs as ``steps.output`` ``(B, H, T, D)``.
+        concat: the heads merged, ``Concat(head_1, …, head_h)``, ``(B, T, E)``, before W^O.
+        output: the module's output ``(B, T, E)``, after W^O.
+        self_attention: whether keys and values came from the query sequence.
+        causal: whether the call was causal (queries are the last ``T`` of the ``S`` positions).
+        cache: the call's cache, or ``None``.
+    """
+
+    module: MultiHeadAttention
+    query: Tensor
+    key: Tensor
+    value: Tensor
+    steps: AttentionIntermediates
+    concat: Tensor
+    output: Tensor
+    self_attention: bool
+    causal: bool
+    cache: AttentionCache | None
 
 
 class MultiHeadAttention(nn.Module):
@@ -63,6 +103,9 @@ class MultiHeadAttention(nn.Module):
         query_proj, key_proj, value_proj: W^Q ``(E → E)``, W^K ``(kv_dim → Hkv·D)``,
             W^V ``(value_dim → Hkv·D)``.
         output_proj: W^O ``(E → E)``.
+        recorder: ``None`` (the default, set on the class): the module computes on the fused
+            path. A callable set on an instance (by :func:`qkv.trace`) makes the module compute on
+            the math path and call it with an :class:`AttentionCall` after every forward.
 
     Example:
         >>> import torch, qkv
@@ -72,6 +115,8 @@ class MultiHeadAttention(nn.Module):
         >>> output.shape, weights.shape                                 # (B, T, E), (B, H, T, S)
         (torch.Size([2, 5, 16]), torch.Size([2, 4, 5, 5]))
     """
+
+    recorder: Callable[[AttentionCall], None] | None = None
 
     def __init__(
         self,
@@ -211,14 +256,40 @@ class MultiHeadAttention(nn.Module):
             k = repeat(k, "b h s d -> b (h g) s d", g=group)             # (B, H, S, D)
             v = repeat(v, "b h s d -> b (h g) s d", g=group)             # (B, H, S, D)
 
+        dropout_p = self.dropout if self.training else 0.0
+        if self.recorder is not None:                                   # traced: the math path
+            return self._recorded(q, k, v, mask, causal, dropout_p, need_weights,
+                                  self_attention, cache)
         heads, weights = scaled_dot_product_attention(
             q, k, v, mask,                                              # (B, H, T|S, D)
             causal=causal,
-            dropout_p=self.dropout if self.training else 0.0,
+            dropout_p=dropout_p,
             need_weights=need_weights,
         )                                                               # (B, H, T, D)
         merged = rearrange(heads, "b h t d -> b t (h d)")               # (B, T, E)
         return self.output_proj(merged), weights
+
+    def _recorded(
+        self,
+        q: Tensor,
+        k: Tensor,
+        v: Tensor,
+        mask: Tensor | None,
+        causal: bool,
+        dropout_p: float,
+        need_weights: bool,
+        self_attention: bool,
+        cache: AttentionCache | None,
+    ) -> tuple[Tensor, Tensor | None]:
+        """The attention on the math path, every step handed to :attr:`recorder`."""
+        steps = attention_intermediates(q, k, v, mask, causal=causal,
+                                        dropout_p=dropout_p)            # (B, H, T, ·)
+        concat = rearrange(steps.output, "b h t d -> b t (h d)")        # (B, T, E)
+        output = self.output_proj(concat)                               # (B, T, E)
+        self.recorder(AttentionCall(
+            module=self, query=q, key=k, value=v, steps=steps, concat=concat, output=output,
+            self_attention=self_attention, causal=causal, cache=cache))
+        return output, steps.weights if need_weights else None
 
     @staticmethod
     def _positions(positions: Tensor | None, query: Tensor, cache: AttentionCache | None) -> Tensor:

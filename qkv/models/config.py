@@ -17,7 +17,7 @@ from qkv._checks import check_bool, check_int, check_positive_int, check_probabi
 __all__ = ["ModelConfig", "TransformerConfig", "LanguageModelConfig", "EncoderModelConfig"]
 
 POSITIONS = ("sinusoidal", "learned", "rotary")
-ACTIVATIONS = ("relu", "gelu", "gelu_tanh")
+ACTIVATIONS = ("relu", "gelu", "gelu_tanh", "silu")
 
 
 @dataclass(frozen=True)
@@ -37,8 +37,8 @@ class ModelConfig:
         pad_id: the padding token id, masked out of every attention; ``None`` if there is none.
         positions: ``"sinusoidal"`` (the paper), ``"learned"`` (absolute, as BERT and GPT-2) or
             ``"rotary"`` (RoPE, applied to queries and keys inside self-attention).
-        activation: of the feed-forward network: ``"relu"`` (the paper), ``"gelu"``, or
-            ``"gelu_tanh"`` (GELU's tanh approximation, as GPT-2).
+        activation: of the feed-forward network: ``"relu"`` (the paper), ``"gelu"``,
+            ``"gelu_tanh"`` (GELU's tanh approximation, as GPT-2) or ``"silu"`` (swish, as Marian).
         norm_first: ``False``: post-norm, the paper's ``LayerNorm(x + Sublayer(x))``; ``True``:
             pre-norm, ``x + Sublayer(LayerNorm(x))``, with a final LayerNorm after each stack.
         norm_eps: the LayerNorms' epsilon.
@@ -177,7 +177,28 @@ class LanguageModelConfig(ModelConfig):
 
 @dataclass(frozen=True)
 class EncoderModelConfig(ModelConfig):
-    """An encoder-only model (BERT-style) that returns hidden states."""
+    """An encoder-only model (BERT-style) that returns hidden states.
+
+    Args:
+        type_vocab_size: number of token types (BERT's segments A/B); each type has a learned
+            vector added to the embeddings. ``0`` (default): no token-type embeddings.
+        embedding_norm: a LayerNorm (with ``norm_eps``) on the sum of token, position and type
+            embeddings, before dropout (BERT).
+
+    Example:
+        >>> from qkv import EncoderModelConfig
+        >>> config = EncoderModelConfig(vocab_size=100, type_vocab_size=2, embedding_norm=True)
+        >>> config.type_vocab_size, config.embedding_norm
+        (2, True)
+    """
+
+    type_vocab_size: int = 0
+    embedding_norm: bool = False
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_int("type_vocab_size", self.type_vocab_size, minimum=0)
+        check_bool("embedding_norm", self.embedding_norm)
 
 
 def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:

@@ -1,12 +1,22 @@
-"""Input embeddings: token ids → vectors, scaled, plus positions, with dropout (section 3.4–3.5)."""
+"""Input embeddings: token ids → vectors, scaled, plus positions, with dropout (section 3.4–3.5).
+
+Optionally (BERT) a learned vector per token type is added and the sum is layer-normalised.
+"""
 
 from __future__ import annotations
 
 import math
 
+import torch
 from torch import Tensor, nn
 
-from qkv._checks import check_index_range, check_integer_tensor, check_probability, shape_str
+from qkv._checks import (
+    check_index_range,
+    check_int,
+    check_integer_tensor,
+    check_probability,
+    shape_str,
+)
 from qkv.models.config import ModelConfig
 from qkv.models.positions import positions_from_config
 
@@ -14,7 +24,8 @@ __all__ = ["Embeddings"]
 
 
 class Embeddings(nn.Module):
-    """``Dropout(token_embedding(ids) · scale + PE(positions))``.
+    """``Dropout(token_embedding(ids) · scale + PE(positions))``; with token types and a norm,
+    ``Dropout(LayerNorm(token_embedding(ids) · scale + PE(positions) + type_embedding(types)))``.
 
     Args:
         token: the embedding matrix ``(V, E)``; may be shared with another :class:`Embeddings`
@@ -23,10 +34,14 @@ class Embeddings(nn.Module):
             unchanged here and acts inside attention.
         scale: the multiplier of the token embeddings, √d_model in the paper.
         dropout: on the sum.
+        token_type: an embedding ``(type_vocab_size, E)`` of token types (BERT's segments), or
+            ``None`` (default) for none.
+        norm: a LayerNorm on the sum, before dropout (BERT), or ``None`` (default).
 
     Shape:
-        ``ids (B, T)`` integer, ``positions (T,)`` or ``(B, T)`` → ``(B, T, E)``. The ids are
-        not validated here: the models check them once (:func:`check_token_ids`).
+        ``ids (B, T)`` integer, ``positions (T,)`` or ``(B, T)``, ``token_types (B, T)`` integer
+        (default: type 0 everywhere) → ``(B, T, E)``. The ids are not validated here: the models
+        check them once (:func:`check_token_ids`).
 
     Example:
         >>> import torch
@@ -37,11 +52,14 @@ class Embeddings(nn.Module):
     """
 
     def __init__(self, token: nn.Embedding, positions: nn.Module, *, scale: float = 1.0,
-                 dropout: float = 0.0) -> None:
+                 dropout: float = 0.0, token_type: nn.Embedding | None = None,
+                 norm: nn.LayerNorm | None = None) -> None:
         super().__init__()
         self.token = token
         self.positions = positions
         self.scale = float(scale)
+        self.token_type = token_type
+        self.norm = norm
         self.dropout = nn.Dropout(check_probability("dropout", dropout))
 
     @classmethod
@@ -50,20 +68,40 @@ class Embeddings(nn.Module):
         config: ModelConfig,
         token: nn.Embedding | None = None,
         positions: nn.Module | None = None,
+        *,
+        type_vocab_size: int = 0,
+        norm: bool = False,
     ) -> Embeddings:
         """Embeddings for ``config``: a new ``(vocab_size, d_model)`` matrix unless ``token`` is
         given, and the config's positional strategy unless ``positions`` is given (a model passes
-        its one :class:`~qkv.models.positions.RotaryPositions`, shared with its attentions)."""
+        its one :class:`~qkv.models.positions.RotaryPositions`, shared with its attentions);
+        ``type_vocab_size`` token-type vectors and a LayerNorm (``config.norm_eps``) if asked."""
         if token is None:
             token = new_token_embedding(config.vocab_size, config.d_model)
         if positions is None:
             positions = positions_from_config(config)
+        token_type = None
+        if check_int("type_vocab_size", type_vocab_size, minimum=0):
+            token_type = nn.Embedding(type_vocab_size, config.d_model)
+            nn.init.normal_(token_type.weight, std=0.02)
+        layer_norm = nn.LayerNorm(config.d_model, eps=config.norm_eps) if norm else None
         scale = math.sqrt(config.d_model) if config.scale_embeddings else 1.0
-        return cls(token, positions, scale=scale, dropout=config.dropout)
+        return cls(token, positions, scale=scale, dropout=config.dropout, token_type=token_type,
+                   norm=layer_norm)
 
-    def forward(self, ids: Tensor, positions: Tensor) -> Tensor:
+    def forward(self, ids: Tensor, positions: Tensor, token_types: Tensor | None = None) -> Tensor:
         x = self.token(ids) * self.scale                                # (B, T, E)
-        return self.dropout(self.positions.encode(x, positions))        # (B, T, E)
+        x = self.positions.encode(x, positions)                         # (B, T, E)
+        if self.token_type is not None:
+            if token_types is None:
+                token_types = torch.zeros_like(ids)                     # (B, T), all type 0
+            x = x + self.token_type(token_types)                        # (B, T, E)
+        elif token_types is not None:
+            raise ValueError("token_types given, but these embeddings have no token types "
+                             "(type_vocab_size = 0)")
+        if self.norm is not None:
+            x = self.norm(x)
+        return self.dropout(x)                                          # (B, T, E)
 
     def extra_repr(self) -> str:
         return f"scale={self.scale:g}"

@@ -17,6 +17,7 @@ _ACTIVATIONS = {
     "relu": F.relu,
     "gelu": F.gelu,
     "gelu_tanh": lambda x: F.gelu(x, approximate="tanh"),
+    "silu": F.silu,
 }
 
 
@@ -26,7 +27,7 @@ class FeedForward(nn.Module):
     Args:
         d_model: E, input and output width.
         d_ff: inner width (2048 in the paper's base model).
-        activation: ``"relu"``, ``"gelu"`` or ``"gelu_tanh"``.
+        activation: ``"relu"``, ``"gelu"``, ``"gelu_tanh"`` or ``"silu"`` (swish).
         dropout: on the inner activations (not in the paper, which drops only sublayer outputs;
             ``torch.nn.TransformerEncoderLayer`` does).
         bias: whether both layers have biases.

@@ -21,7 +21,7 @@ def parse_table(text, title_start):
 
 
 def test_demo_prints_the_walkthrough_for_i_love_my_dog():
-    out = run_qkv("demo")
+    out = run_qkv("demo", "--task", "attention")
     assert 'Attention over "I love my dog"' in out
     query = parse_table(out, "Q, queries")
     key = parse_table(out, "K, keys")
@@ -42,7 +42,7 @@ def test_demo_prints_the_walkthrough_for_i_love_my_dog():
 
 
 def test_demo_takes_another_sentence_and_seed():
-    out = run_qkv("demo", "--sentence", "the cat sat", "--seed", "3")
+    out = run_qkv("demo", "--task", "attention", "--sentence", "the cat sat", "--seed", "3")
     assert parse_table(out, "softmax, attention weights").shape == (3, 3)
 
 

@@ -1,0 +1,61 @@
+"""What the CLI commands that run a model share: loading a checkpoint or a pretrained model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from torch import nn
+
+from qkv.tokenizers.base import Tokenizer
+
+__all__ = ["Loaded", "load_model", "read_inputs"]
+
+_TASKS = {"Transformer": "translation", "LanguageModel": "language_model", "EncoderModel": "encoder"}
+
+
+@dataclass
+class Loaded:
+    """A model ready to run (eval mode) with its tokenizers and what it does: ``task`` is
+    ``"translation"``, ``"language_model"`` or ``"encoder"``."""
+
+    model: nn.Module
+    task: str
+    source_tokenizer: Tokenizer
+    target_tokenizer: Tokenizer
+    name: str
+
+
+def load_model(spec: str) -> Loaded:
+    """A qkv checkpoint (its folder or its run folder), or a pretrained model: ``"minilm"`` or a
+    Hugging Face-format folder (``config.json`` + ``model.safetensors``)."""
+    path = Path(spec)
+    is_pretrained = spec == "minilm" or (path / "config.json").is_file()
+    if is_pretrained:
+        from qkv.pretrained import load_pretrained
+        model, tokenizer = load_pretrained(spec)
+        model.eval()
+        task = _TASKS.get(type(model).__name__)
+        if task is None:
+            raise ValueError(f"{spec}: a {type(model).__name__} is not a model the CLI can run")
+        return Loaded(model, task, tokenizer, tokenizer, spec)
+    from qkv.training.checkpoint import load_checkpoint
+    checkpoint = load_checkpoint(path)
+    return Loaded(checkpoint.model, checkpoint.task, checkpoint.source_tokenizer,
+                  checkpoint.target_tokenizer, str(checkpoint.path))
+
+
+def read_inputs(texts: list[str], file: str | None) -> list[str]:
+    """The sentences given as arguments, else those of ``file`` (``-`` or no file: stdin), one a
+    line; empty lines are skipped."""
+    import sys
+    if texts:
+        return texts
+    if file and file != "-":
+        lines = Path(file).read_text(encoding="utf-8").splitlines()
+    else:
+        lines = sys.stdin.read().splitlines()
+    lines = [line.strip() for line in lines if line.strip()]
+    if not lines:
+        raise SystemExit("no input: give sentences as arguments, with --input FILE, or on stdin")
+    return lines

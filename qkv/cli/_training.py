@@ -1,0 +1,106 @@
+"""From ``qkv train``'s options to a ready run: corpus, tokenizers, task, model, settings.
+
+Resuming takes the model config and tokenizers from the run's latest checkpoint, so a resumed
+run trains exactly the model it stopped with.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from qkv.data.sources import Corpus, load_corpus
+from qkv.models import LanguageModel, LanguageModelConfig, Transformer, TransformerConfig
+from qkv.tokenizers import Tokenizer, tokenizer_from_dict, train_tokenizer
+from qkv.training.checkpoint import resolve_checkpoint
+from qkv.training.tasks import LanguageModelTask, TranslationTask
+from qkv.training.trainer import TrainConfig
+
+__all__ = ["Run", "prepare_run"]
+
+
+@dataclass
+class Run:
+    corpus: Corpus
+    task: TranslationTask | LanguageModelTask
+    model: nn.Module
+    train: list
+    valid: list
+    config: TrainConfig
+    metadata: dict
+    summary: str
+
+
+def _tokenizers(args: argparse.Namespace, corpus: Corpus) -> tuple[Tokenizer, Tokenizer]:
+    from qkv.cli.train import DEFAULT_TOKENIZERS
+    default = DEFAULT_TOKENIZERS.get(corpus.description.get("name"), ("bpe", "bpe"))
+    source_kind = args.source_tokenizer or args.tokenizer or default[0]
+    target_kind = args.target_tokenizer or args.tokenizer or default[1]
+    if corpus.task == "language_model":
+        tokenizer = train_tokenizer(target_kind, corpus.train, vocab_size=args.vocab_size)
+        return tokenizer, tokenizer
+    return (train_tokenizer(source_kind, (s for s, _ in corpus.train), vocab_size=args.vocab_size),
+            train_tokenizer(target_kind, (t for _, t in corpus.train), vocab_size=args.vocab_size))
+
+
+def _model_config(args: argparse.Namespace, task: str, source: Tokenizer, target: Tokenizer):
+    from qkv.cli.train import SIZES
+    d_model, heads, layers, d_ff = SIZES[args.model]
+    common = dict(d_model=args.d_model or d_model, num_heads=args.heads or heads,
+                  num_layers=args.layers or layers, d_ff=args.d_ff or d_ff, dropout=args.dropout,
+                  positions=args.positions, max_len=args.max_len, pad_id=target.pad_id)
+    if task == "language_model":
+        return LanguageModelConfig(vocab_size=target.vocab_size, **common)
+    return TransformerConfig(vocab_size=source.vocab_size, tgt_vocab_size=target.vocab_size, **common)
+
+
+def prepare_run(args: argparse.Namespace) -> Run:
+    """Everything ``qkv train`` needs, from its parsed options."""
+    corpus = load_corpus(args.data, target=args.target, valid=args.valid, test=args.test,
+                         size=args.size, seed=args.seed)
+    if args.resume:
+        info = json.loads((resolve_checkpoint(args.out) / "checkpoint.json").read_text("utf-8"))
+        source = tokenizer_from_dict(info["tokenizers"]["source"])
+        target = tokenizer_from_dict(info["tokenizers"]["target"])
+        config_class = TransformerConfig if info["model"]["class"] == "Transformer" else LanguageModelConfig
+        model_config = config_class(**info["model"]["config"])
+        saved = info["metadata"]["training"]
+        saved["steps"] = max(args.steps, info["step"])
+        config = TrainConfig(**saved)
+    else:
+        if Path(args.out, "latest").exists():
+            raise SystemExit(f"{args.out} already holds a run: pass --resume to continue it, or "
+                             "choose another --out")
+        source, target = _tokenizers(args, corpus)
+        model_config = _model_config(args, corpus.task, source, target)
+        config = TrainConfig(
+            steps=args.steps, max_tokens=args.max_tokens, schedule=args.schedule, lr=args.lr,
+            warmup_steps=args.warmup, label_smoothing=args.label_smoothing,
+            clip_norm=args.clip_norm if args.clip_norm and args.clip_norm > 0 else None,
+            eval_every=args.eval_every, save_every=args.save_every, seed=args.seed)
+    if corpus.task == "language_model":
+        task = LanguageModelTask(target, model_config.max_len)
+        torch.manual_seed(config.seed)
+        model = LanguageModel(model_config)
+        train, valid = task.encode(corpus.train), task.encode(corpus.valid)
+    else:
+        task = TranslationTask(source, target)
+        torch.manual_seed(config.seed)
+        model = Transformer(model_config)
+        limit = model_config.max_len
+        train = [e for e in task.encode(corpus.train) if max(map(len, e)) <= limit]
+        valid = [e for e in task.encode(corpus.valid) if max(map(len, e)) <= limit]
+        if len(train) < len(corpus.train):
+            print(f"skipped {len(corpus.train) - len(train)} training pairs longer than "
+                  f"--max-len {limit} tokens")
+    parameters = sum(p.numel() for p in model.parameters())
+    summary = (f"{corpus.task}: {len(train)} training / {len(valid)} validation examples; "
+               f"vocabularies {source.vocab_size} (source) / {target.vocab_size} (target); "
+               f"{type(model).__name__} d_model {model_config.d_model}, {model_config.num_heads} "
+               f"heads, {model_config.num_layers} layers, {parameters:,} parameters")
+    return Run(corpus, task, model, train, valid, config, {"data": corpus.description}, summary)

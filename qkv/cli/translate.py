@@ -1,0 +1,35 @@
+"""``qkv translate``: translate sentences with a trained encoder-decoder."""
+
+from __future__ import annotations
+
+import argparse
+
+from qkv.cli._decoding import add_decoding_options, add_input_options, strategy_from_args
+
+
+def add_parser(commands) -> None:
+    parser = commands.add_parser(
+        "translate", help="translate sentences with a trained encoder-decoder",
+        description="Translate sentences (arguments, --input FILE, or stdin; one output line per "
+                    "input) with greedy search, beam search or sampling, using the KV cache.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add_input_options(parser, "sentences to translate")
+    parser.add_argument("--max-len", type=int, help="most target tokens (default: 2·source + 10)")
+    add_decoding_options(parser)
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from qkv.cli._load import load_model, read_inputs
+    from qkv.decoding.text import translate_texts
+
+    loaded = load_model(args.model)
+    if loaded.task != "translation":
+        raise SystemExit(f"{args.model} holds a {loaded.task.replace('_', ' ')} model; "
+                         "qkv translate needs an encoder-decoder (try qkv generate)")
+    texts = read_inputs(args.texts, args.input)
+    for line in translate_texts(loaded.model, loaded.source_tokenizer, loaded.target_tokenizer,
+                                texts, strategy_from_args(args), batch_size=args.batch_size,
+                                max_len=args.max_len):
+        print(line)
+    return 0

@@ -1,0 +1,94 @@
+"""Where training data comes from: a built-in corpus by name, or your own files.
+
+``load_corpus("en-zh")`` (the generated English→Chinese corpus), ``"copy"``, ``"reverse"``,
+``"sort"`` (toy tasks), ``"poems"`` (Tang poems, a language-model corpus), or a path: a ``.tsv``
+file (or a file plus ``target=`` its aligned translations) is parallel text; any other text file
+is language-model text, one example per line. Files without a validation set get one held out.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from qkv.data.en_zh import en_zh_splits
+from qkv.data.poems import read_poems
+from qkv.data.text import read_lines, read_parallel
+from qkv.data.toy import TOY_TASKS, toy_pairs
+
+__all__ = ["Corpus", "load_corpus", "BUILTIN_CORPORA"]
+
+BUILTIN_CORPORA = ("en-zh", *TOY_TASKS, "poems")
+
+
+@dataclass
+class Corpus:
+    """Train / valid / test examples: (source, target) pairs for ``task == "translation"``,
+    texts for ``task == "language_model"``; ``description`` says how to load it again."""
+
+    task: str
+    train: list
+    valid: list
+    test: list
+    description: dict[str, Any] = field(default_factory=dict)
+
+
+def _hold_out(examples: list, seed: int, fraction: float = 0.02) -> tuple[list, list]:
+    """Split off a seeded random validation set: 2% of the examples, 1 to 1,000 of them."""
+    if len(examples) < 2:
+        raise ValueError(f"need at least 2 examples to hold out a validation set, got {len(examples)}")
+    order = list(range(len(examples)))
+    random.Random(seed).shuffle(order)
+    count = min(1000, max(1, int(len(examples) * fraction)))
+    held = set(order[:count])
+    return ([e for i, e in enumerate(examples) if i not in held],
+            [e for i, e in enumerate(examples) if i in held])
+
+
+def load_corpus(source: str, *, target: str | None = None, valid: str | None = None,
+                test: str | None = None, size: int | None = None, seed: int = 0) -> Corpus:
+    """Load a built-in corpus by name, or files.
+
+    Args:
+        source: a name from :data:`BUILTIN_CORPORA`, or a path.
+        target: aligned target file for ``source`` (parallel text in two files).
+        valid, test: held-out files of the same kind; without ``valid``, 2% is held out.
+        size: training examples of a generated corpus (en-zh 20,000, toy tasks 10,000).
+        seed: for the generated corpora and the held-out split.
+
+    Example:
+        >>> corpus = load_corpus("reverse", size=100)
+        >>> corpus.task, len(corpus.train), corpus.description["name"]
+        ('translation', 100, 'reverse')
+    """
+    if source == "en-zh":
+        splits = en_zh_splits(train=size or 20000, seed=seed)
+        return Corpus("translation", splits["train"], splits["valid"], splits["test"],
+                      {"name": "en-zh", "size": size or 20000, "seed": seed})
+    if source in TOY_TASKS:
+        return Corpus("translation", toy_pairs(source, size or 10000, seed=seed),
+                      toy_pairs(source, 200, seed=seed + 1), toy_pairs(source, 500, seed=seed + 2),
+                      {"name": source, "size": size or 10000, "seed": seed})
+    if source == "poems":
+        poems = read_poems()
+        order = list(range(len(poems)))
+        random.Random(seed).shuffle(order)
+        shuffled = [poems[i] for i in order]
+        return Corpus("language_model", shuffled[20:], shuffled[:10], shuffled[10:20],
+                      {"name": "poems", "seed": seed})
+    path = Path(source)
+    if not path.exists():
+        raise FileNotFoundError(f"{source!r} is neither a file nor a built-in corpus "
+                                f"({', '.join(BUILTIN_CORPORA)})")
+    parallel = target is not None or path.suffix == ".tsv"
+    read = (lambda p, t=None: read_parallel(p, t)) if parallel else (lambda p, t=None: read_lines(p))
+    examples = read(path, target)
+    if valid is not None:
+        valid_examples = read(valid)
+    else:
+        examples, valid_examples = _hold_out(examples, seed)
+    return Corpus("translation" if parallel else "language_model", examples, valid_examples,
+                  read(test) if test is not None else [],
+                  {"path": str(path.resolve()), "target": target, "valid": valid, "test": test})

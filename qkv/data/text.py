@@ -1,0 +1,60 @@
+"""Reading your own text: parallel text as TSV or two aligned files, plain text one example a line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+__all__ = ["read_parallel", "read_lines"]
+
+
+def _read(path: str | Path) -> list[str]:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no such file: {path}")
+    try:
+        return path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path} is not UTF-8 text ({error})") from None
+
+
+def read_parallel(path: str | Path, target_path: str | Path | None = None) -> list[tuple[str, str]]:
+    """Sentence pairs from a TSV file (``source<TAB>target`` per line), or from two files whose
+    lines are aligned (``path`` the sources, ``target_path`` the targets). Empty lines are skipped.
+
+    Raises:
+        ValueError: naming the file and line of a line without exactly one tab, or the two line
+            counts when the files are not aligned.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> tsv = pathlib.Path(tempfile.mkdtemp()) / "pairs.tsv"
+        >>> _ = tsv.write_text("I love my dog\\t我爱我的狗\\n\\nhello\\t你好\\n", encoding="utf-8")
+        >>> read_parallel(tsv)
+        [('I love my dog', '我爱我的狗'), ('hello', '你好')]
+    """
+    if target_path is not None:
+        sources, targets = _read(path), _read(target_path)
+        if len(sources) != len(targets):
+            raise ValueError(f"{path} has {len(sources)} lines but {target_path} has "
+                             f"{len(targets)}; aligned files need one target line per source line")
+        return [(s.strip(), t.strip()) for s, t in zip(sources, targets) if s.strip() or t.strip()]
+    pairs = []
+    for number, line in enumerate(_read(path), start=1):
+        if not line.strip():
+            continue
+        fields = line.split("\t")
+        if len(fields) != 2:
+            raise ValueError(f"{path}:{number}: expected 'source<TAB>target', found "
+                             f"{len(fields)} tab-separated field(s): {line[:60]!r}")
+        pairs.append((fields[0].strip(), fields[1].strip()))
+    if not pairs:
+        raise ValueError(f"{path} holds no sentence pairs")
+    return pairs
+
+
+def read_lines(path: str | Path) -> list[str]:
+    """The non-empty lines of a text file, one example each (language-model data)."""
+    lines = [line.strip() for line in _read(path) if line.strip()]
+    if not lines:
+        raise ValueError(f"{path} holds no text")
+    return lines

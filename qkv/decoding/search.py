@@ -1,0 +1,295 @@
+"""Decoding: greedy, beam search and sampling, one loop for both model kinds, with the KV cache.
+
+:func:`translate` decodes a :class:`~qkv.Transformer` from source ids; :func:`generate` continues
+prompts with a :class:`~qkv.LanguageModel`. Both run the same search over a small "steps" object
+that returns the next-token logits of every row and can reorder its rows (beam search). With
+``use_cache=True`` (the default) each step feeds only the new token and reuses the keys and values
+of the earlier ones (:class:`~qkv.KVCache`); ``use_cache=False`` recomputes the whole prefix every
+step and gives the same tokens.
+
+Shapes: ``B`` sentences, ``K`` beams, ``N = B·K`` rows, ``V`` vocabulary, ``t`` tokens so far.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from qkv._checks import check_positive_int
+from qkv.models.cache import KVCache
+from qkv.models.language_model import LanguageModel
+from qkv.models.transformer import Transformer
+
+__all__ = ["Greedy", "BeamSearch", "Sampling", "translate", "generate", "greedy"]
+
+
+@dataclass(frozen=True)
+class Greedy:
+    """Take the most probable token at every step."""
+
+
+@dataclass(frozen=True)
+class BeamSearch:
+    """Keep the ``size`` best prefixes; rank finished ones by ``log p / lp(length)``, with
+    GNMT's length penalty ``lp = ((5 + length) / 6) ** length_penalty`` (the paper: 4 and 0.6).
+    ``size=1`` is greedy decoding."""
+
+    size: int = 4
+    length_penalty: float = 0.6
+
+    def __post_init__(self) -> None:
+        check_positive_int("size", self.size)
+        if self.length_penalty < 0:
+            raise ValueError(f"length_penalty must be >= 0, got {self.length_penalty}")
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """Draw each token from the softmax of ``logits / temperature``, restricted to the ``top_k``
+    most probable tokens and/or the smallest set whose probability reaches ``top_p``."""
+
+    temperature: float = 1.0
+    top_k: int | None = None
+    top_p: float | None = None
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        if not self.temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        if self.top_k is not None:
+            check_positive_int("top_k", self.top_k)
+        if self.top_p is not None and not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+
+
+Strategy = Greedy | BeamSearch | Sampling
+
+
+# -- the two model kinds ---------------------------------------------------------------------------
+
+class _TranslationSteps:
+    """Next-token logits of a Transformer's decoder, the source encoded once."""
+
+    def __init__(self, model: Transformer, source: Tensor, use_cache: bool) -> None:
+        self.model = model
+        self.memory_mask = model.source_mask(source)                    # (N, 1, 1, S)
+        self.memory = model.encode(source, self.memory_mask)            # (N, S, E)
+        self.cache = KVCache() if use_cache else None
+
+    def logits(self, tokens: Tensor) -> Tensor:
+        """``tokens (N, t)``, the whole prefix → logits of the next token ``(N, V)``."""
+        new = tokens if self.cache is None else tokens[:, self.cache.length:]
+        return self.model.decode(new, self.memory, self.memory_mask, cache=self.cache)[:, -1]
+
+    def select(self, rows: Tensor) -> None:
+        """Keep rows ``rows (N',)`` in that order."""
+        self.memory = self.memory.index_select(0, rows)
+        if self.memory_mask is not None:
+            self.memory_mask = self.memory_mask.index_select(0, rows)
+        if self.cache is not None:
+            self.cache.reorder(rows)
+
+
+class _LanguageModelSteps:
+    """Next-token logits of a language model; left-padded prompts keep their own positions."""
+
+    def __init__(self, model: LanguageModel, use_cache: bool) -> None:
+        self.model = model
+        self.pad_id = model.config.pad_id
+        self.cache = KVCache() if use_cache else None
+
+    def logits(self, tokens: Tensor) -> Tensor:
+        if self.pad_id is None:
+            positions = torch.arange(tokens.shape[1], device=tokens.device).expand_as(tokens)
+        else:                                 # each row's first real token is at position 0
+            positions = ((tokens != self.pad_id).cumsum(dim=1) - 1).clamp(min=0)   # (N, t)
+        start = 0 if self.cache is None else self.cache.length
+        return self.model(tokens[:, start:], positions=positions[:, start:],
+                          cache=self.cache)[:, -1]                      # (N, V)
+
+    def select(self, rows: Tensor) -> None:
+        if self.cache is not None:
+            self.cache.reorder(rows)
+
+
+# -- public entry points ---------------------------------------------------------------------------
+
+@torch.no_grad()
+def translate(model: Transformer, source: Tensor, strategy: Strategy = Greedy(), *, bos_id: int,
+              eos_id: int, max_len: int | None = None, use_cache: bool = True) -> list[list[int]]:
+    """Decode a target for every source sentence.
+
+    Args:
+        model: an encoder–decoder (put it in eval mode for deterministic output).
+        source: source ids, padded with the model's pad id, ending with ``<eos>``.
+        strategy: :class:`Greedy`, :class:`BeamSearch` or :class:`Sampling`.
+        bos_id, eos_id: the target's start and end tokens.
+        max_len: most tokens to produce; default ``2·S + 10`` within the model's ``max_len``.
+        use_cache: decode step by step with a KV cache (same tokens, less work).
+
+    Shape:
+        ``source (B, S)`` → B lists of target ids, without ``<bos>`` and ``<eos>``.
+
+    Example:
+        >>> import torch, qkv
+        >>> model = qkv.Transformer(qkv.TransformerConfig(vocab_size=12, d_model=16, num_heads=2,
+        ...                                               num_layers=1, d_ff=32)).eval()
+        >>> source = torch.tensor([[5, 6, 7, 2], [8, 2, 0, 0]])
+        >>> greedy = translate(model, source, bos_id=1, eos_id=2, max_len=6)
+        >>> greedy == translate(model, source, BeamSearch(size=1), bos_id=1, eos_id=2, max_len=6)
+        True
+    """
+    if not isinstance(model, Transformer):
+        raise TypeError(f"translate needs a qkv.Transformer, got {type(model).__name__}")
+    limit = model.config.max_len - 1
+    max_len = min(limit, 2 * source.shape[1] + 10) if max_len is None else min(max_len, limit)
+    prefix = torch.full((source.shape[0], 1), bos_id, dtype=torch.long, device=source.device)
+    steps = _TranslationSteps(model, source, use_cache)
+    return _search(steps, prefix, strategy, bos_id=bos_id, eos_id=eos_id,
+                   pad_id=model.config.pad_id, max_new_tokens=max_len)
+
+
+def greedy(model: Transformer, source: Tensor, *, bos_id: int, eos_id: int,
+           max_len: int | None = None) -> list[list[int]]:
+    """Greedy :func:`translate`: ``source (B, S)`` → B lists of target ids."""
+    return translate(model, source, Greedy(), bos_id=bos_id, eos_id=eos_id, max_len=max_len)
+
+
+@torch.no_grad()
+def generate(model: LanguageModel, prompts: Sequence[Sequence[int]], strategy: Strategy = Greedy(),
+             *, eos_id: int | None, max_new_tokens: int = 100,
+             use_cache: bool = True) -> list[list[int]]:
+    """Continue each prompt with a language model.
+
+    Args:
+        model: a decoder-only model (in eval mode for deterministic output).
+        prompts: token-id lists (with ``<bos>`` first if the model was trained so), of any
+            lengths: they are left-padded, each row keeping positions from 0.
+        eos_id: generation of a row stops at this token (``None``: never).
+        max_new_tokens: most tokens to add, within the model's ``max_len``.
+
+    Returns:
+        The new ids of every prompt (the prompt and the final ``<eos>`` excluded).
+
+    Example:
+        >>> import qkv
+        >>> model = qkv.LanguageModel(qkv.LanguageModelConfig(vocab_size=12, d_model=16,
+        ...     num_heads=2, num_layers=1, d_ff=32)).eval()
+        >>> out = generate(model, [[1, 5, 6], [1, 7]], eos_id=2, max_new_tokens=4)
+        >>> [len(ids) <= 4 for ids in out]
+        [True, True]
+    """
+    if not isinstance(model, LanguageModel):
+        raise TypeError(f"generate needs a qkv.LanguageModel, got {type(model).__name__}")
+    if not prompts or any(len(p) == 0 for p in prompts):
+        raise ValueError("every prompt needs at least one token (e.g. <bos>)")
+    pad_id = model.config.pad_id
+    if pad_id is None and len({len(p) for p in prompts}) > 1:     # no padding: one at a time
+        return [generate(model, [p], strategy, eos_id=eos_id, max_new_tokens=max_new_tokens,
+                         use_cache=use_cache)[0] for p in prompts]
+    longest = max(len(p) for p in prompts)
+    max_new_tokens = min(max_new_tokens, model.config.max_len - longest)
+    if max_new_tokens < 1:
+        raise ValueError(f"a prompt of {longest} tokens leaves no room within the model's "
+                         f"max_len of {model.config.max_len}")
+    device = next(model.parameters()).device
+    prefix = torch.full((len(prompts), longest), pad_id if pad_id is not None else 0,
+                        dtype=torch.long, device=device)
+    for row, prompt in enumerate(prompts):                       # left padding
+        prefix[row, longest - len(prompt):] = torch.as_tensor(list(prompt), device=device)
+    steps = _LanguageModelSteps(model, use_cache)
+    return _search(steps, prefix, strategy, bos_id=None, eos_id=eos_id, pad_id=pad_id,
+                   max_new_tokens=max_new_tokens)
+
+
+# -- the search ------------------------------------------------------------------------------------
+
+def _search(steps, prefix: Tensor, strategy: Strategy, *, bos_id: int | None, eos_id: int | None,
+            pad_id: int | None, max_new_tokens: int) -> list[list[int]]:
+    banned = [i for i in (pad_id, bos_id) if i is not None and i != eos_id]
+    # what a finished row is fed: padding (masked out) where there is a pad id
+    filler = pad_id if pad_id is not None else (eos_id if eos_id is not None else 0)
+    if isinstance(strategy, BeamSearch) and strategy.size > 1:
+        return _beam_search(steps, prefix, strategy, banned, eos_id, filler, max_new_tokens)
+    if not isinstance(strategy, (Greedy, Sampling, BeamSearch)):
+        raise TypeError(f"strategy must be Greedy, BeamSearch or Sampling, got {strategy!r}")
+    generator = None
+    if isinstance(strategy, Sampling) and strategy.seed is not None:
+        generator = torch.Generator(device=prefix.device).manual_seed(strategy.seed)
+    tokens = prefix                                                     # (N, t)
+    finished = torch.zeros(prefix.shape[0], dtype=torch.bool, device=prefix.device)
+    for _ in range(max_new_tokens):
+        logits = steps.logits(tokens).float()                           # (N, V)
+        logits[:, banned] = -math.inf
+        if isinstance(strategy, Sampling):
+            next_token = _sample(logits, strategy, generator)           # (N,)
+        else:
+            next_token = logits.argmax(dim=-1)                          # (N,)
+        next_token = next_token.masked_fill(finished, filler)
+        tokens = torch.cat([tokens, next_token[:, None]], dim=1)        # (N, t + 1)
+        if eos_id is not None:
+            finished |= next_token == eos_id
+        if finished.all():
+            break
+    return [_until_eos(row, eos_id) for row in tokens[:, prefix.shape[1]:].tolist()]
+
+
+def _beam_search(steps, prefix: Tensor, strategy: BeamSearch, banned: list[int],
+                 eos_id: int | None, filler: int, max_new_tokens: int) -> list[list[int]]:
+    B, K = prefix.shape[0], strategy.size
+    device = prefix.device
+    rows = torch.arange(B, device=device).repeat_interleave(K)          # (N,)
+    steps.select(rows)
+    tokens = prefix.index_select(0, rows)                               # (N, t)
+    scores = torch.full((B, K), -math.inf, device=device)
+    scores[:, 0] = 0.0                                                  # one live beam at first
+    finished = torch.zeros(B, K, dtype=torch.bool, device=device)
+    lengths = torch.zeros(B, K, device=device)
+    for _ in range(max_new_tokens):
+        log_probs = torch.log_softmax(steps.logits(tokens).float(), dim=-1)   # (N, V)
+        V = log_probs.shape[-1]
+        log_probs[:, banned] = -math.inf
+        log_probs = log_probs.view(B, K, V)
+        # a finished beam continues only with the filler token, at no cost
+        log_probs = torch.where(finished[..., None], -math.inf, log_probs)
+        log_probs[..., filler] = torch.where(finished, 0.0, log_probs[..., filler])
+        candidates = (scores[..., None] + log_probs).view(B, K * V)       # (B, K·V)
+        scores, best = candidates.topk(K, dim=-1)                       # (B, K)
+        beam, next_token = best // V, best % V                          # (B, K)
+        order = (torch.arange(B, device=device)[:, None] * K + beam).view(-1)   # (N,)
+        steps.select(order)
+        tokens = torch.cat([tokens.index_select(0, order), next_token.view(-1, 1)], dim=1)
+        finished = finished.gather(1, beam)
+        lengths = lengths.gather(1, beam) + (~finished).float()
+        if eos_id is not None:
+            finished |= next_token == eos_id
+        if finished.all():
+            break
+    penalty = ((5.0 + lengths) / 6.0) ** strategy.length_penalty       # (B, K)
+    best = (scores / penalty).argmax(dim=-1)                           # (B,)
+    chosen = tokens.view(B, K, -1)[torch.arange(B, device=device), best, prefix.shape[1]:]
+    return [_until_eos(row, eos_id) for row in chosen.tolist()]
+
+
+def _sample(logits: Tensor, strategy: Sampling, generator: torch.Generator | None) -> Tensor:
+    """One token per row from ``logits (N, V)`` under temperature, top-k and top-p."""
+    logits = logits / strategy.temperature
+    if strategy.top_k is not None and strategy.top_k < logits.shape[-1]:
+        kth = logits.topk(strategy.top_k, dim=-1).values[:, -1:]        # (N, 1)
+        logits = logits.masked_fill(logits < kth, -math.inf)
+    if strategy.top_p is not None and strategy.top_p < 1:
+        sorted_logits, order = logits.sort(dim=-1, descending=True)
+        probs = sorted_logits.softmax(dim=-1)
+        # drop a token when the tokens before it already reach top_p (the first always stays)
+        drop = probs.cumsum(dim=-1) - probs >= strategy.top_p
+        logits = logits.scatter(-1, order, sorted_logits.masked_fill(drop, -math.inf))
+    probs = logits.softmax(dim=-1)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)  # (N,)
+
+
+def _until_eos(ids: list[int], eos_id: int | None) -> list[int]:
+    return ids[:ids.index(eos_id)] if eos_id is not None and eos_id in ids else ids

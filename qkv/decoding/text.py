@@ -1,0 +1,55 @@
+"""Decoding from text to text: tokenize, batch with padding, decode, detokenize."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from qkv.decoding.search import Greedy, Strategy, generate, translate
+from qkv.tokenizers.base import Tokenizer
+from qkv.training.tasks import pad_batch
+
+__all__ = ["translate_texts", "generate_texts"]
+
+
+def _device(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+def translate_texts(model: nn.Module, source_tokenizer: Tokenizer, target_tokenizer: Tokenizer,
+                    texts: Sequence[str], strategy: Strategy = Greedy(), *, batch_size: int = 64,
+                    max_len: int | None = None) -> list[str]:
+    """Translate ``texts`` with an encoder–decoder, ``batch_size`` sentences at a time (sorted by
+    length so that batches hold little padding); outputs come back in the input order."""
+    source_tokenizer.require("eos")
+    target_tokenizer.require("bos", "eos")
+    encoded = [source_tokenizer.encode(text) + [source_tokenizer.eos_id] for text in texts]
+    order = sorted(range(len(texts)), key=lambda i: len(encoded[i]))
+    outputs: list[str] = [""] * len(texts)
+    pad = model.config.pad_id if model.config.pad_id is not None else source_tokenizer.eos_id
+    for start in range(0, len(order), batch_size):
+        rows = order[start:start + batch_size]
+        source = pad_batch([encoded[i] for i in rows], pad).to(_device(model))    # (B, S)
+        for row, ids in zip(rows, translate(model, source, strategy, bos_id=target_tokenizer.bos_id,
+                                            eos_id=target_tokenizer.eos_id, max_len=max_len)):
+            outputs[row] = target_tokenizer.decode(ids)
+    return outputs
+
+
+def generate_texts(model: nn.Module, tokenizer: Tokenizer, prompts: Sequence[str],
+                   strategy: Strategy = Greedy(), *, max_new_tokens: int = 100,
+                   batch_size: int = 64) -> list[str]:
+    """Continue each prompt (``<bos>`` put first when the tokenizer has one); returns the
+    continuations only."""
+    encoded = [([tokenizer.bos_id] if tokenizer.bos_id is not None else []) + tokenizer.encode(p)
+               for p in prompts]
+    if any(not ids for ids in encoded):
+        raise ValueError("an empty prompt needs a tokenizer with a <bos> token")
+    outputs = []
+    for start in range(0, len(encoded), batch_size):
+        for ids in generate(model, encoded[start:start + batch_size], strategy,
+                            eos_id=tokenizer.eos_id, max_new_tokens=max_new_tokens):
+            outputs.append(tokenizer.decode(ids))
+    return outputs

@@ -1,0 +1,1 @@
+"""Training: tasks, label-smoothed loss, learning-rate schedules, checkpoints and the loop."""

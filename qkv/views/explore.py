@@ -1,0 +1,148 @@
+"""From a model and a sentence to an attention document: tokenize, decode if needed, trace.
+
+The one place where the views meet a live model: :func:`explore` builds the model's input the way
+its task does, runs one traced forward pass (:func:`qkv.trace.trace`) and returns
+:func:`qkv.trace.attention_document` of it. ``qkv view`` and ``qkv serve`` both call it.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from qkv.tokenizers.base import Tokenizer
+
+__all__ = ["TASKS", "TooManyTokens", "explore", "model_inputs"]
+
+TASKS = ("translation", "language_model", "encoder")
+
+
+class TooManyTokens(ValueError):
+    """The text has more tokens than the limit; ``count`` and ``limit`` say by how much."""
+
+    def __init__(self, what: str, count: int, limit: int) -> None:
+        super().__init__(f"{what} has {count} tokens, more than the limit of {limit}; "
+                         f"shorten it or raise max_tokens")
+        self.count, self.limit = count, limit
+
+
+def _check_length(what: str, ids: list[int], limit: int) -> list[int]:
+    if len(ids) > limit:
+        raise TooManyTokens(what, len(ids), limit)
+    if not ids:
+        raise ValueError(f"{what} has no tokens: give some text")
+    return ids
+
+
+def _limit(model: nn.Module, max_tokens: int) -> int:
+    """``max_tokens``, lowered to the model's ``config.max_len`` (its positions) if it has one."""
+    max_len = getattr(getattr(model, "config", None), "max_len", None)
+    return max_tokens if max_len is None else min(max_tokens, int(max_len))
+
+
+def model_inputs(
+    model: nn.Module,
+    *,
+    task: str,
+    source_tokenizer: Tokenizer,
+    target_tokenizer: Tokenizer | None = None,
+    text: str,
+    target_text: str | None = None,
+    max_tokens: int = 512,
+) -> dict[str, list[int]]:
+    """The token ids a task feeds its model, by side: ``{"source", "target"}`` or ``{"text"}``.
+
+    * ``"translation"``: source ``encode(text) + [eos]``; target ``[bos] + encode(target_text)``,
+      or, without ``target_text``, ``[bos]`` + the model's greedy translation.
+    * ``"language_model"``: ``[bos] + encode(text)`` (no ``bos`` if the tokenizer has none).
+    * ``"encoder"``: ``[bos] + encode(text) + [eos]`` where they exist (BERT's [CLS] … [SEP]).
+
+    Raises:
+        ValueError: an unknown task, empty text, a tokenizer without a token the task needs.
+        TooManyTokens: a side longer than ``max_tokens`` (or the model's ``max_len``).
+    """
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+    limit = _limit(model, max_tokens)
+    encode = source_tokenizer.encode
+    if task == "language_model":
+        bos = [] if source_tokenizer.bos_id is None else [source_tokenizer.bos_id]
+        return {"text": _check_length("the text", bos + encode(text), limit)}
+    if task == "encoder":
+        bos = [] if source_tokenizer.bos_id is None else [source_tokenizer.bos_id]
+        eos = [] if source_tokenizer.eos_id is None else [source_tokenizer.eos_id]
+        return {"text": _check_length("the text", bos + encode(text) + eos, limit)}
+    target_tokenizer = target_tokenizer or source_tokenizer
+    source_tokenizer.require("eos")
+    target_tokenizer.require("bos", "eos")
+    source = _check_length("the source text", encode(text) + [source_tokenizer.eos_id], limit)
+    if target_text is not None:
+        output = target_tokenizer.encode(target_text)
+    else:
+        from qkv.decoding import greedy
+
+        device = next(model.parameters()).device
+        output = greedy(model, torch.tensor([source], device=device),
+                        bos_id=target_tokenizer.bos_id, eos_id=target_tokenizer.eos_id,
+                        max_len=min(2 * len(source) + 10, limit - 1))[0]
+    target = _check_length("the target text", [target_tokenizer.bos_id] + output, limit)
+    return {"source": source, "target": target}
+
+
+@torch.no_grad()
+def explore(
+    model: nn.Module,
+    *,
+    task: str,
+    source_tokenizer: Tokenizer,
+    target_tokenizer: Tokenizer | None = None,
+    text: str,
+    target_text: str | None = None,
+    max_tokens: int = 512,
+    detail: bool = True,
+) -> dict:
+    """The attention document of ``model`` on ``text``: every attention, layer and head.
+
+    Args:
+        model: a ``qkv.Transformer`` (task ``"translation"``), ``qkv.LanguageModel``
+            (``"language_model"``) or ``qkv.EncoderModel`` (``"encoder"``); put it in eval mode.
+        task: how to build the input, see :func:`model_inputs`.
+        source_tokenizer, target_tokenizer: the tokenizers (the target one defaults to the source
+            one; only translation uses it).
+        text: the sentence; ``target_text`` the translation to teacher-force (default: greedy).
+        max_tokens: the most tokens a side may have.
+        detail: include queries, keys, values, scores… (the neuron and step views need them).
+
+    Returns:
+        the document of :mod:`qkv.trace.document`, its title the text.
+
+    Example:
+        >>> import qkv
+        >>> from qkv.tokenizers import WordTokenizer
+        >>> tokenizer = WordTokenizer.train(["I love my dog"])
+        >>> model = qkv.LanguageModel(qkv.LanguageModelConfig(vocab_size=tokenizer.vocab_size,
+        ...     d_model=16, num_heads=2, num_layers=2, d_ff=32)).eval()
+        >>> doc = explore(model, task="language_model", source_tokenizer=tokenizer,
+        ...               text="I love my dog")
+        >>> doc["sides"]["text"], len(doc["attentions"])
+        (['<bos>', 'I', 'love', 'my', 'dog'], 2)
+    """
+    from qkv.trace import attention_document, trace
+
+    ids = model_inputs(model, task=task, source_tokenizer=source_tokenizer,
+                       target_tokenizer=target_tokenizer, text=text, target_text=target_text,
+                       max_tokens=max_tokens)
+    device = next(model.parameters()).device
+    tensors = {side: torch.tensor([side_ids], device=device) for side, side_ids in ids.items()}
+    with trace(model, device="cpu") as recorded:
+        if task == "translation":
+            model(tensors["source"], tensors["target"])
+        else:
+            model(tensors["text"])
+    target_tokenizer = target_tokenizer or source_tokenizer
+    tokenizers = {"source": source_tokenizer, "target": target_tokenizer,
+                  "text": source_tokenizer}
+    tokens = {side: tokenizers[side].tokens(side_ids) for side, side_ids in ids.items()}
+    title = text if task != "translation" else (
+        f"{text} → {target_tokenizer.decode(ids['target'])}")
+    return attention_document(recorded, tokens, title=title, detail=detail)

@@ -1,0 +1,56 @@
+"""explore: each task builds its model's input, traces it, and returns the document."""
+
+import pytest
+import torch
+from view_models import *  # the fixtures, by name
+
+from qkv.trace import trace
+from qkv.views import TooManyTokens, explore
+
+
+def test_language_model_starts_with_bos(language_model, tokenizer):
+    doc = explore(language_model, task="language_model", source_tokenizer=tokenizer,
+                  text="I love my dog")
+    assert doc["sides"] == {"text": ["<bos>", "I", "love", "my", "dog"]}
+    assert {a["kind"] for a in doc["attentions"]} == {"decoder"}
+
+
+def test_encoder_wraps_in_bos_and_eos(encoder_model, tokenizer):
+    doc = explore(encoder_model, task="encoder", source_tokenizer=tokenizer, text="the cat")
+    assert doc["sides"]["text"] == ["<bos>", "the", "cat", "<eos>"]
+    assert [a["name"] for a in doc["attentions"]] == ["layers.0.self_attention",
+                                                     "layers.1.self_attention"]
+
+
+def test_translation_teacher_forces_a_given_target(translation_model, tokenizer):
+    doc = explore(translation_model, task="translation", source_tokenizer=tokenizer,
+                  target_tokenizer=tokenizer, text="I love my dog", target_text="the cat")
+    assert doc["sides"] == {"source": ["I", "love", "my", "dog", "<eos>"],
+                            "target": ["<bos>", "the", "cat"]}
+    src, tgt = torch.tensor([[4, 5, 6, 7, 2]]), torch.tensor([[1, 8, 9]])
+    with trace(translation_model) as t:
+        translation_model(src, tgt)
+    cross = next(a for a in doc["attentions"] if a["name"] == "decoder.layers.1.cross_attention")
+    assert cross["kind"] == "cross" and cross["query_side"] == "target"
+    torch.testing.assert_close(torch.tensor(cross["weights"]),
+                               t["decoder.layers.1.cross_attention"].weights[0],
+                               atol=1e-6, rtol=1e-5)
+
+
+def test_translation_decodes_greedily_without_a_target(translation_model, tokenizer):
+    doc = explore(translation_model, task="translation", source_tokenizer=tokenizer,
+                  text="I love", max_tokens=8)
+    target = doc["sides"]["target"]
+    assert target[0] == "<bos>" and 1 <= len(target) <= 8
+
+
+def test_too_many_tokens_names_the_limit(language_model, tokenizer):
+    with pytest.raises(TooManyTokens, match="has 5 tokens, more than the limit of 4") as caught:
+        explore(language_model, task="language_model", source_tokenizer=tokenizer,
+                text="I love my dog", max_tokens=4)
+    assert (caught.value.count, caught.value.limit) == (5, 4)
+
+
+def test_unknown_task(language_model, tokenizer):
+    with pytest.raises(ValueError, match="task must be one of"):
+        explore(language_model, task="chat", source_tokenizer=tokenizer, text="I")
