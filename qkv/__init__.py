@@ -37,6 +37,12 @@ from qkv.models import (
     TransformerConfig,
 )
 
+from qkv.decoding import BeamSearch, Greedy, Sampling, generate, translate
+from qkv.trace import attention_document, trace
+from qkv.training.checkpoint import load_checkpoint, save_checkpoint
+
 __version__ = "0.1.0"
 
-__all__ = [*attention.__all__, *models.__all__, *interop.__all__, "__version__"]
+__all__ = [*attention.__all__, *models.__all__, *interop.__all__, "__version__",
+           "trace", "attention_document", "load_checkpoint", "save_checkpoint",
+           "translate", "generate", "Greedy", "BeamSearch", "Sampling"]

@@ -52,8 +52,8 @@ def label_smoothed_cross_entropy(logits: Tensor, target: Tensor, *, smoothing: f
     """
     smoothing = check_probability("smoothing", smoothing)
     if logits.shape[:-1] != target.shape:
-        raise ValueError(f"logits {shape_str(logits)} must be target {shape_str(target)} plus a "
-                         "vocabulary dimension")
+        raise ValueError(f"logits {shape_str(logits.shape)} must be target "
+                         f"{shape_str(target.shape)} plus a vocabulary dimension")
     log_probs = torch.log_softmax(logits.float(), dim=-1)                          # (..., V)
     nll = -log_probs.gather(-1, target.clamp(min=0).unsqueeze(-1)).squeeze(-1)     # (...)
     uniform = -log_probs.mean(dim=-1)                                              # (...)

@@ -1,0 +1,92 @@
+"""Decoding: beam 1 is greedy, the KV cache changes nothing, padding changes nothing."""
+
+import pytest
+import torch
+
+import qkv
+from qkv.decoding import BeamSearch, Greedy, Sampling, generate, translate
+
+BOS, EOS = 1, 2
+
+
+@pytest.fixture(scope="module")
+def transformer():
+    torch.manual_seed(0)
+    return qkv.Transformer(qkv.TransformerConfig(vocab_size=20, d_model=32, num_heads=4,
+                                                 num_layers=2, d_ff=64, max_len=40)).eval()
+
+
+@pytest.fixture(scope="module")
+def language_model():
+    torch.manual_seed(1)
+    return qkv.LanguageModel(qkv.LanguageModelConfig(vocab_size=20, d_model=32, num_heads=4,
+                                                     num_layers=2, d_ff=64, max_len=40)).eval()
+
+
+SOURCE = torch.tensor([[5, 6, 7, 8, 2], [9, 10, 2, 0, 0], [11, 12, 13, 2, 0]])
+
+
+def test_beam_of_one_is_greedy(transformer):
+    greedy = translate(transformer, SOURCE, Greedy(), bos_id=BOS, eos_id=EOS, max_len=12)
+    assert translate(transformer, SOURCE, BeamSearch(size=1), bos_id=BOS, eos_id=EOS,
+                     max_len=12) == greedy
+
+
+@pytest.mark.parametrize("strategy", [Greedy(), BeamSearch(size=3), Sampling(top_k=5, seed=0),
+                                      Sampling(top_p=0.9, temperature=0.7, seed=3)])
+def test_cached_and_uncached_decoding_give_the_same_tokens(transformer, language_model, strategy):
+    kwargs = dict(bos_id=BOS, eos_id=EOS, max_len=12)
+    assert translate(transformer, SOURCE, strategy, use_cache=True, **kwargs) == \
+        translate(transformer, SOURCE, strategy, use_cache=False, **kwargs)
+    prompts = [[1, 5, 6], [1, 7], [1, 8, 9, 10]]
+    assert generate(language_model, prompts, strategy, eos_id=EOS, max_new_tokens=10) == \
+        generate(language_model, prompts, strategy, eos_id=EOS, max_new_tokens=10, use_cache=False)
+
+
+def test_batching_with_padding_changes_nothing(transformer, language_model):
+    batched = translate(transformer, SOURCE, bos_id=BOS, eos_id=EOS, max_len=12)
+    one_by_one = [translate(transformer, row[row != 0][None], bos_id=BOS, eos_id=EOS, max_len=12)[0]
+                  for row in SOURCE]
+    assert batched == one_by_one
+    prompts = [[1, 5, 6], [1, 7], [1, 8, 9, 10]]                    # left-padded in a batch
+    assert generate(language_model, prompts, eos_id=EOS, max_new_tokens=8) == \
+        [generate(language_model, [p], eos_id=EOS, max_new_tokens=8)[0] for p in prompts]
+
+
+def test_greedy_is_the_argmax_of_the_full_forward(transformer):
+    out = translate(transformer, SOURCE[:1], bos_id=BOS, eos_id=EOS, max_len=6)[0]
+    tokens = torch.tensor([[BOS] + out])
+    logits = transformer(SOURCE[:1], tokens[:, :-1])
+    expected = logits[0].masked_fill(torch.arange(20) < 2, -float("inf")).argmax(-1)
+    assert out[:len(expected)] == expected.tolist()[:len(out)]
+
+
+def test_beam_search_finds_a_sequence_at_least_as_likely_as_greedy(transformer):
+    def log_prob(ids):
+        tokens = torch.tensor([[BOS] + ids + [EOS]])
+        logits = transformer(SOURCE[:1], tokens[:, :-1]).log_softmax(-1)
+        return logits[0].gather(-1, tokens[0, 1:, None]).sum().item()
+    greedy = translate(transformer, SOURCE[:1], bos_id=BOS, eos_id=EOS, max_len=8)[0]
+    beam = translate(transformer, SOURCE[:1], BeamSearch(size=4, length_penalty=0.0),
+                     bos_id=BOS, eos_id=EOS, max_len=8)[0]
+    if len(greedy) < 8 and len(beam) < 8:                            # both finished
+        assert log_prob(beam) >= log_prob(greedy) - 1e-4
+
+
+def test_sampling_is_reproducible_and_top_k_one_is_greedy(transformer):
+    kwargs = dict(bos_id=BOS, eos_id=EOS, max_len=10)
+    assert translate(transformer, SOURCE, Sampling(seed=7), **kwargs) == \
+        translate(transformer, SOURCE, Sampling(seed=7), **kwargs)
+    assert translate(transformer, SOURCE, Sampling(top_k=1, seed=1), **kwargs) == \
+        translate(transformer, SOURCE, Greedy(), **kwargs)
+
+
+def test_bad_strategies_are_named(transformer, language_model):
+    with pytest.raises(ValueError, match="temperature must be > 0"):
+        Sampling(temperature=0)
+    with pytest.raises(ValueError, match="top_p must be in"):
+        Sampling(top_p=1.5)
+    with pytest.raises(TypeError, match="translate needs a qkv.Transformer"):
+        translate(language_model, SOURCE, bos_id=BOS, eos_id=EOS)
+    with pytest.raises(ValueError, match="at least one token"):
+        generate(language_model, [[]], eos_id=EOS)
