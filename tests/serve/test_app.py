@@ -3,7 +3,6 @@
 import pytest
 import torch
 from fastapi.testclient import TestClient
-from serve_models import *  # the fixtures, by name
 
 from qkv.serve import create_app
 from qkv.trace import trace

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from serve_models import *  # the fixtures, by name
 
 from qkv.serve import create_app
 from qkv.trace import trace

@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from trace_models import V, language_model, source_ids, transformer
+from tests.trace.trace_models import V, language_model, source_ids, transformer
 
 import qkv
 from qkv.trace import trace

@@ -4,7 +4,7 @@ import json
 
 import pytest
 import torch
-from trace_models import V, language_model, transformer
+from tests.trace.trace_models import V, language_model, transformer
 
 import qkv
 from qkv.trace import attention_document, document_to_json, trace

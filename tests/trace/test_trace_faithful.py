@@ -60,7 +60,7 @@ def test_softmax_of_masked_scaled_scores_gives_weights(family):
 
 
 def test_mask_combines_padding_and_causality():
-    from trace_models import source_ids, target_ids, transformer
+    from tests.trace.trace_models import source_ids, target_ids, transformer
 
     model = transformer()
     src, tgt = source_ids(), target_ids()
@@ -91,7 +91,7 @@ def test_all_masked_rows_record_zero_weights_and_output():
 
 
 def test_names_are_stable():
-    from trace_models import encoder_model, language_model, transformer
+    from tests.trace.trace_models import encoder_model, language_model, transformer
 
     with trace(model := transformer()) as t:
         model(torch.tensor([[3, 4]]), torch.tensor([[1, 5, 6]]))
@@ -123,7 +123,7 @@ def test_grouped_query_keys_and_values_are_recorded_per_query_head():
 
 
 def test_queries_and_keys_are_recorded_after_rotation():
-    from trace_models import language_model
+    from tests.trace.trace_models import language_model
 
     model = language_model(positions="rotary", num_layers=1)
     ids = torch.tensor([[3, 4, 5, 6]])
@@ -176,7 +176,7 @@ def test_traced_training_step_gives_the_same_gradients(family):
 
 
 def test_untraced_modules_take_the_fused_path(monkeypatch):
-    from trace_models import transformer
+    from tests.trace.trace_models import transformer
 
     from qkv.attention import multi_head
 
@@ -197,7 +197,7 @@ def test_untraced_modules_take_the_fused_path(monkeypatch):
 
 
 def test_nested_traces_both_record():
-    from trace_models import language_model
+    from tests.trace.trace_models import language_model
 
     model = language_model()
     with trace(model) as outer:
@@ -217,7 +217,7 @@ def test_need_weights_returns_the_recorded_weights():
 
 
 def test_bad_arguments_raise_clear_errors():
-    from trace_models import language_model
+    from tests.trace.trace_models import language_model
 
     model = language_model()
     with pytest.raises(TypeError, match="torch.nn.Module"):

@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from trace_models import language_model, source_ids, target_ids, transformer
+from tests.trace.trace_models import language_model, source_ids, target_ids, transformer
 
 from qkv.trace import RECORD_FIELDS, trace
 

@@ -3,7 +3,6 @@
 import types
 
 import pytest
-from view_models import *  # the fixtures, by name
 
 from qkv.cli.main import main
 

@@ -2,7 +2,6 @@
 
 import pytest
 import torch
-from view_models import *  # the fixtures, by name
 
 from qkv.trace import trace
 from qkv.views import TooManyTokens, explore

@@ -7,7 +7,6 @@ from html.parser import HTMLParser
 
 import pytest
 import torch
-from view_models import *  # the fixtures, by name
 
 from qkv.trace import trace
 from qkv.views import (
