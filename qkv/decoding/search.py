@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 from qkv._checks import check_positive_int
+from qkv.attention.masks import padding_mask
 from qkv.models.cache import KVCache
 from qkv.models.language_model import LanguageModel
 from qkv.models.transformer import Transformer
@@ -74,9 +75,12 @@ Strategy = Greedy | BeamSearch | Sampling
 class _TranslationSteps:
     """Next-token logits of a Transformer's decoder, the source encoded once."""
 
-    def __init__(self, model: Transformer, source: Tensor, use_cache: bool) -> None:
+    def __init__(self, model: Transformer, source: Tensor, use_cache: bool,
+                 source_pad_id: int | None) -> None:
         self.model = model
         self.memory_mask = model.source_mask(source)                    # (N, 1, 1, S)
+        if self.memory_mask is None and source_pad_id is not None:     # e.g. a Marian model
+            self.memory_mask = padding_mask(source, source_pad_id)
         self.memory = model.encode(source, self.memory_mask)            # (N, S, E)
         self.cache = KVCache() if use_cache else None
 
@@ -120,7 +124,8 @@ class _LanguageModelSteps:
 
 @torch.no_grad()
 def translate(model: Transformer, source: Tensor, strategy: Strategy = Greedy(), *, bos_id: int,
-              eos_id: int, max_len: int | None = None, use_cache: bool = True) -> list[list[int]]:
+              eos_id: int, max_len: int | None = None, use_cache: bool = True,
+              source_pad_id: int | None = None) -> list[list[int]]:
     """Decode a target for every source sentence.
 
     Args:
@@ -130,6 +135,8 @@ def translate(model: Transformer, source: Tensor, strategy: Strategy = Greedy(),
         bos_id, eos_id: the target's start and end tokens.
         max_len: most tokens to produce; default ``2·S + 10`` within the model's ``max_len``.
         use_cache: decode step by step with a KV cache (same tokens, less work).
+        source_pad_id: the id that pads ``source`` when the model's config has no ``pad_id``
+            (converted Marian models: their masks come from the tokenizer's pad id).
 
     Shape:
         ``source (B, S)`` → B lists of target ids, without ``<bos>`` and ``<eos>``.
@@ -148,7 +155,7 @@ def translate(model: Transformer, source: Tensor, strategy: Strategy = Greedy(),
     limit = model.config.max_len - 1
     max_len = min(limit, 2 * source.shape[1] + 10) if max_len is None else min(max_len, limit)
     prefix = torch.full((source.shape[0], 1), bos_id, dtype=torch.long, device=source.device)
-    steps = _TranslationSteps(model, source, use_cache)
+    steps = _TranslationSteps(model, source, use_cache, source_pad_id)
     return _search(steps, prefix, strategy, bos_id=bos_id, eos_id=eos_id,
                    pad_id=model.config.pad_id, max_new_tokens=max_len)
 

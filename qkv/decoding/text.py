@@ -28,12 +28,17 @@ def translate_texts(model: nn.Module, source_tokenizer: Tokenizer, target_tokeni
     encoded = [source_tokenizer.encode(text) + [source_tokenizer.eos_id] for text in texts]
     order = sorted(range(len(texts)), key=lambda i: len(encoded[i]))
     outputs: list[str] = [""] * len(texts)
-    pad = model.config.pad_id if model.config.pad_id is not None else source_tokenizer.eos_id
+    # the model's pad id, else the tokenizer's (a converted Marian model masks by the tokenizer's)
+    pad = model.config.pad_id if model.config.pad_id is not None else source_tokenizer.pad_id
+    if pad is None:
+        batch_size = 1                                      # nothing to pad with: one at a time
     for start in range(0, len(order), batch_size):
         rows = order[start:start + batch_size]
-        source = pad_batch([encoded[i] for i in rows], pad).to(_device(model))    # (B, S)
+        source = pad_batch([encoded[i] for i in rows], 0 if pad is None else pad)   # (B, S)
+        source = source.to(_device(model))
         for row, ids in zip(rows, translate(model, source, strategy, bos_id=target_tokenizer.bos_id,
-                                            eos_id=target_tokenizer.eos_id, max_len=max_len)):
+                                            eos_id=target_tokenizer.eos_id, max_len=max_len,
+                                            source_pad_id=pad)):
             outputs[row] = target_tokenizer.decode(ids)
     return outputs
 

@@ -157,3 +157,23 @@ def test_marian_tokenizer_round_trips_through_json(loaded):
     assert rebuilt.encode("the fox") == tokenizer.encode("the fox")
     assert (rebuilt.bos_id, rebuilt.eos_id, rebuilt.pad_id) == (
         tokenizer.bos_id, tokenizer.eos_id, tokenizer.pad_id)
+
+
+@torch.no_grad()
+def test_translate_texts_and_qkv_translate_equal_transformers_greedy(folder, loaded, reference,
+                                                                    capsys):
+    """Text in, text out, on a padded batch: the source mask comes from the tokenizer's pad id."""
+    from qkv.cli.main import main
+    from qkv.decoding.text import translate_texts
+
+    model, tokenizer = loaded
+    texts = ["the cat sat on the log", "we love attention", "a bird"]
+    rows = [tokenizer.encode(t) + [tokenizer.eos_id] for t in texts]
+    longest = max(map(len, rows))
+    src = torch.tensor([row + [tokenizer.pad_id] * (longest - len(row)) for row in rows])
+    generated = reference.generate(input_ids=src, attention_mask=(src != tokenizer.pad_id).long(),
+                                   num_beams=1, do_sample=False, max_new_tokens=12)
+    expected = [tokenizer.decode(ids) for ids in generated.tolist()]
+    assert translate_texts(model, tokenizer, tokenizer, texts, max_len=12) == expected
+    assert main(["translate", str(folder), *texts, "--max-len", "12"]) == 0
+    assert capsys.readouterr().out.splitlines() == expected
