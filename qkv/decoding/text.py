@@ -46,10 +46,10 @@ def translate_texts(model: nn.Module, source_tokenizer: Tokenizer, target_tokeni
 def generate_texts(model: nn.Module, tokenizer: Tokenizer, prompts: Sequence[str],
                    strategy: Strategy = Greedy(), *, max_new_tokens: int = 100,
                    batch_size: int = 64) -> list[str]:
-    """Continue each prompt (``<bos>`` put first when the tokenizer has one); returns the
-    continuations only."""
-    encoded = [([tokenizer.bos_id] if tokenizer.bos_id is not None else []) + tokenizer.encode(p)
-               for p in prompts]
+    """Continue each prompt; returns the continuations only. ``<bos>`` goes first when the
+    tokenizer has one and its models read prompts so (``tokenizer.prompt_bos``), and always
+    before an empty prompt."""
+    encoded = [tokenizer.prompt_ids(p) for p in prompts]
     if any(not ids for ids in encoded):
         raise ValueError("an empty prompt needs a tokenizer with a <bos> token")
     outputs = []

@@ -119,7 +119,7 @@ def convert(hf_config: dict, checkpoint: Checkpoint) -> LanguageModel:
 
 def load_tokenizer(folder: Path, hf_config: dict) -> HuggingFaceTokenizer:
     """The byte-level BPE tokenizer of ``tokenizer.json`` (or ``vocab.json`` + ``merges.txt``),
-    with ``bos_id = eos_id`` = ``<|endoftext|>`` and no pad id."""
+    with ``bos_id = eos_id`` = ``<|endoftext|>``, no pad id, and prompts read as they are."""
     from tokenizers import Tokenizer as RawTokenizer, decoders, models, pre_tokenizers
 
     if (folder / "tokenizer.json").is_file():
@@ -142,5 +142,5 @@ def load_tokenizer(folder: Path, hf_config: dict) -> HuggingFaceTokenizer:
         bos, eos = (i if i is not None and i < raw.get_vocab_size() else None for i in ids)
     else:
         bos = eos = end
-    return HuggingFaceTokenizer(raw, bos_id=bos, eos_id=eos, pad_id=None,
+    return HuggingFaceTokenizer(raw, bos_id=bos, eos_id=eos, pad_id=None, prompt_bos=False,
                                 unk_id=None, max_length=hf_config.get("n_positions"))

@@ -36,6 +36,7 @@ class HuggingFaceTokenizer(Tokenizer):
         pad_id, bos_id, eos_id, unk_id: the special ids (``None`` where there is none).
         max_length: the most tokens (special ones included) the model was trained to read, if
             known; users such as :func:`~qkv.pretrained.embed_sentences` truncate to it.
+        prompt_bos: whether language-model prompts start with ``bos`` (GPT-2: no).
 
     Example:
         >>> from tokenizers import Tokenizer as Raw, models, pre_tokenizers
@@ -52,7 +53,7 @@ class HuggingFaceTokenizer(Tokenizer):
 
     def __init__(self, tokenizer, *, pad_id: int | None = None, bos_id: int | None = None,
                  eos_id: int | None = None, unk_id: int | None = None,
-                 max_length: int | None = None) -> None:
+                 max_length: int | None = None, prompt_bos: bool = True) -> None:
         from tokenizers import Tokenizer as RawTokenizer
 
         if not isinstance(tokenizer, RawTokenizer):
@@ -66,6 +67,7 @@ class HuggingFaceTokenizer(Tokenizer):
             if value is not None and not 0 <= value < self.vocab_size:
                 raise ValueError(f"{name} must be an id in [0, {self.vocab_size}), got {value}")
         self.max_length = max_length
+        self.prompt_bos = bool(prompt_bos)
 
     @classmethod
     def from_file(cls, path: str | Path, **special: Any) -> HuggingFaceTokenizer:
@@ -100,14 +102,15 @@ class HuggingFaceTokenizer(Tokenizer):
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "tokenizer": json.loads(self._tokenizer.to_str()),
                 **{name: getattr(self, name) for name in _SPECIALS},
-                "max_length": self.max_length}
+                "max_length": self.max_length, "prompt_bos": self.prompt_bos}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> HuggingFaceTokenizer:
         from tokenizers import Tokenizer as RawTokenizer
 
         raw = RawTokenizer.from_str(json.dumps(data["tokenizer"]))
-        return cls(raw, **{name: data.get(name) for name in (*_SPECIALS, "max_length")})
+        return cls(raw, **{name: data.get(name) for name in (*_SPECIALS, "max_length")},
+                   prompt_bos=data.get("prompt_bos", True))
 
     def __repr__(self) -> str:
         model = json.loads(self._tokenizer.to_str())["model"]["type"]

@@ -25,6 +25,8 @@ class Tokenizer(abc.ABC):
     Attributes:
         pad_id, bos_id, eos_id, unk_id: ids of the special tokens, ``None`` where the tokenizer
             has no such token.
+        prompt_bos: whether a language model's text starts with ``bos`` — true for the models
+            qkv trains; GPT-2 reads prompts as they are (its ``bos`` only starts an empty one).
     """
 
     kind: ClassVar[str]
@@ -32,6 +34,7 @@ class Tokenizer(abc.ABC):
     bos_id: int | None = None
     eos_id: int | None = None
     unk_id: int | None = None
+    prompt_bos: bool = True
 
     @property
     @abc.abstractmethod
@@ -60,6 +63,14 @@ class Tokenizer(abc.ABC):
         """Inverse of :meth:`to_dict`."""
 
     # -- conveniences shared by every tokenizer ---------------------------------------------------
+
+    def prompt_ids(self, text: str) -> list[int]:
+        """The ids a language model reads for ``text``: ``[bos] + encode(text)`` where the
+        tokenizer has a ``bos`` and its models read prompts so (``prompt_bos``), and an empty
+        text is ``[bos]`` alone."""
+        content = self.encode(text)
+        start = self.bos_id is not None and (self.prompt_bos or not content)
+        return [self.bos_id] * start + content
 
     @property
     def special_ids(self) -> frozenset[int]:

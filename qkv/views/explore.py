@@ -54,7 +54,8 @@ def model_inputs(
 
     * ``"translation"``: source ``encode(text) + [eos]``; target ``[bos] + encode(target_text)``,
       or, without ``target_text``, ``[bos]`` + the model's greedy translation.
-    * ``"language_model"``: ``[bos] + encode(text)`` (no ``bos`` if the tokenizer has none).
+    * ``"language_model"``: ``[bos] + encode(text)`` (no ``bos`` if the tokenizer has none or
+      its prompts go without, as GPT-2's: ``prompt_bos``).
     * ``"encoder"``: ``[bos] + encode(text) + [eos]`` where they exist (BERT's [CLS] … [SEP]).
 
     Raises:
@@ -66,8 +67,7 @@ def model_inputs(
     limit = _limit(model, max_tokens)
     encode = source_tokenizer.encode
     if task == "language_model":
-        bos = [] if source_tokenizer.bos_id is None else [source_tokenizer.bos_id]
-        return {"text": _check_length("the text", bos + encode(text), limit)}
+        return {"text": _check_length("the text", source_tokenizer.prompt_ids(text), limit)}
     if task == "encoder":
         bos = [] if source_tokenizer.bos_id is None else [source_tokenizer.bos_id]
         eos = [] if source_tokenizer.eos_id is None else [source_tokenizer.eos_id]

@@ -82,3 +82,20 @@ def test_greedy_generation_with_kv_cache_equals_transformers(folder, reference):
     assert ids.tolist() == expected.tolist()
     assert len(set(ids[0, prompt.shape[1]:].tolist())) > 5              # a non-trivial sequence
     assert cache.length == prompt.shape[1] + new_tokens - 1
+
+
+@torch.no_grad()
+def test_qkv_generate_on_the_folder_equals_transformers_greedy(folder, reference, capsys):
+    """``qkv generate FOLDER PROMPT…``: prompts of different lengths, one output line each."""
+    from qkv.cli.main import main
+
+    _, tokenizer = load_pretrained(folder)
+    prompts = ["The quick brown fox", "Attention is"]
+    expected = []
+    for prompt in prompts:
+        ids = torch.tensor([tokenizer.encode(prompt)])
+        out = reference.generate(ids, max_new_tokens=12, do_sample=False, num_beams=1,
+                                 pad_token_id=tokenizer.eos_id)
+        expected.append(prompt + tokenizer.decode(out[0, ids.shape[1]:].tolist()))
+    assert main(["generate", str(folder), *prompts, "--max-new-tokens", "12"]) == 0
+    assert capsys.readouterr().out.splitlines() == expected
