@@ -38,6 +38,7 @@ from qkv.models import (
 )
 
 from qkv.decoding import BeamSearch, Greedy, Sampling, generate, translate
+from qkv.pretrained import embed_sentences, load_pretrained
 from qkv.trace import attention_document, trace
 from qkv.training.checkpoint import load_checkpoint, save_checkpoint
 
@@ -45,4 +46,5 @@ __version__ = "0.1.0"
 
 __all__ = [*attention.__all__, *models.__all__, *interop.__all__, "__version__",
            "trace", "attention_document", "load_checkpoint", "save_checkpoint",
-           "translate", "generate", "Greedy", "BeamSearch", "Sampling"]
+           "translate", "generate", "Greedy", "BeamSearch", "Sampling", "load_pretrained",
+           "embed_sentences"]

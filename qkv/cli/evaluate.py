@@ -6,6 +6,7 @@ import argparse
 import json
 
 from qkv.cli._decoding import add_decoding_options
+from qkv.cli._help import DefaultsFormatter
 
 
 def add_parser(commands) -> None:
@@ -15,7 +16,7 @@ def add_parser(commands) -> None:
                     "scored by character) and exact-match accuracy for translation and the toy "
                     "tasks; per-token loss and perplexity for every model. Without --data, the "
                     "test split of the corpus the checkpoint was trained on.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=DefaultsFormatter)
     parser.add_argument("model", help="a checkpoint or run folder from qkv train")
     parser.add_argument("--data", help="test file: .tsv (or with --target) for translation, "
                                        "text for a language model")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from qkv.cli._decoding import add_decoding_options, add_input_options, strategy_from_args
+from qkv.cli._help import DefaultsFormatter
 
 
 def add_parser(commands) -> None:
@@ -13,7 +14,7 @@ def add_parser(commands) -> None:
         description="Continue each prompt (arguments, --input FILE, or stdin; an empty prompt "
                     "'' starts from nothing) with greedy search, beam search or sampling, using "
                     "the KV cache. Prints each prompt followed by its continuation.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=DefaultsFormatter)
     add_input_options(parser, "prompts")
     parser.add_argument("--max-new-tokens", type=int, default=100)
     add_decoding_options(parser)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from qkv.cli._help import DefaultsFormatter
 from qkv.data.sources import BUILTIN_CORPORA
 
 # Model sizes: d_model, heads, layers (each stack), d_ff. "base" is the paper's base model.
@@ -21,7 +22,7 @@ def add_parser(commands) -> None:
                     "length-bucketed batches by token count, Adam (0.9, 0.98, 1e-9), warm-up "
                     "schedule, label smoothing 0.1. Checkpoints (safetensors + JSON) and "
                     "metrics.jsonl go to --out; --resume continues exactly where it stopped.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=DefaultsFormatter)
     parser.add_argument("data", help=f"a built-in corpus ({', '.join(BUILTIN_CORPORA)}), a .tsv "
                                      "file (source<TAB>target), or a text file (one example a line)")
     data = parser.add_argument_group("data")

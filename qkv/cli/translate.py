@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from qkv.cli._decoding import add_decoding_options, add_input_options, strategy_from_args
+from qkv.cli._help import DefaultsFormatter
 
 
 def add_parser(commands) -> None:
@@ -12,7 +13,7 @@ def add_parser(commands) -> None:
         "translate", help="translate sentences with a trained encoder-decoder",
         description="Translate sentences (arguments, --input FILE, or stdin; one output line per "
                     "input) with greedy search, beam search or sampling, using the KV cache.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=DefaultsFormatter)
     add_input_options(parser, "sentences to translate")
     parser.add_argument("--max-len", type=int, help="most target tokens (default: 2·source + 10)")
     add_decoding_options(parser)
