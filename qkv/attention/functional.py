@@ -130,6 +130,10 @@ def scaled_dot_product_attention(
     need_weights = check_bool("need_weights", need_weights)
     mask = _check_mask(mask, query, batch_shape, T, S)
 
+    if causal and T == 1:
+        # One query sits at the last position (bottom-right alignment) and may see every key:
+        # the causal mask is all True. Step-by-step decoding lands here on every step.
+        causal = False
     if causal and mask is None and T == S and not need_weights:
         # Plain causal self-attention: the kernel's own flag skips the masked half instead of
         # materialising a (T, S) mask, and no row is ever empty.
