@@ -27,9 +27,10 @@ system-packages:
 	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q $$missing; \
 	fi
 
-bench: $(VENV)/.installed
+bench: $(VENV)/.installed-test
 	$(BIN)/python benchmarks/attention.py
 	$(BIN)/python benchmarks/transformer.py
+	$(BIN)/python benchmarks/pretrained.py
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
