@@ -13,6 +13,7 @@ from qkv.attention import (
     padding_mask,
     scaled_dot_product_attention,
 )
+from qkv.decoding import BeamSearch, Greedy, Sampling, generate, translate
 from qkv.interop import from_torch, mask_from_torch
 from qkv.models import (
     Decoder,
@@ -36,8 +37,6 @@ from qkv.models import (
     Transformer,
     TransformerConfig,
 )
-
-from qkv.decoding import BeamSearch, Greedy, Sampling, generate, translate
 from qkv.pretrained import embed_sentences, load_pretrained
 from qkv.trace import attention_document, trace
 from qkv.training.checkpoint import load_checkpoint, save_checkpoint

@@ -30,12 +30,15 @@ class AttentionCache:
     Attributes:
         key: ``(B, Hkv, S, D)`` or ``None`` before the first call.
         value: ``(B, Hkv, S, D)`` or ``None`` before the first call.
+        queries: how many query positions have attended through this cache so far — for a
+            cross-attention cache, the target position of the next call's first query.
     """
 
     def __init__(self, *, static: bool = False) -> None:
         self.static = static
         self.key: Tensor | None = None
         self.value: Tensor | None = None
+        self.queries = 0
 
     @property
     def length(self) -> int:

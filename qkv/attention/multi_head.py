@@ -23,9 +23,9 @@ from torch import Tensor, nn
 from qkv._checks import (
     broadcasts_to,
     check_floating,
-    check_tensor,
     check_positive_int,
     check_probability,
+    check_tensor,
     shape_str,
 )
 from qkv.attention.cache import AttentionCache
@@ -66,6 +66,8 @@ class AttentionCall:
         self_attention: whether keys and values came from the query sequence.
         causal: whether the call was causal (queries are the last ``T`` of the ``S`` positions).
         cache: the call's cache, or ``None``.
+        query_start: the position of the first query in its sequence (cached calls before this
+            one counted), so the queries are ``query_start … query_start + T - 1``.
     """
 
     module: MultiHeadAttention
@@ -78,6 +80,7 @@ class AttentionCall:
     self_attention: bool
     causal: bool
     cache: AttentionCache | None
+    query_start: int
 
 
 class MultiHeadAttention(nn.Module):
@@ -256,10 +259,13 @@ class MultiHeadAttention(nn.Module):
             k = repeat(k, "b h s d -> b (h g) s d", g=group)             # (B, H, S, D)
             v = repeat(v, "b h s d -> b (h g) s d", g=group)             # (B, H, S, D)
 
+        query_start = 0
+        if cache is not None:                           # counted whether traced or not
+            query_start, cache.queries = cache.queries, cache.queries + query.shape[1]
         dropout_p = self.dropout if self.training else 0.0
         if self.recorder is not None:                                   # traced: the math path
             return self._recorded(q, k, v, mask, causal, dropout_p, need_weights,
-                                  self_attention, cache)
+                                  self_attention, cache, query_start)
         heads, weights = scaled_dot_product_attention(
             q, k, v, mask,                                              # (B, H, T|S, D)
             causal=causal,
@@ -280,6 +286,7 @@ class MultiHeadAttention(nn.Module):
         need_weights: bool,
         self_attention: bool,
         cache: AttentionCache | None,
+        query_start: int,
     ) -> tuple[Tensor, Tensor | None]:
         """The attention on the math path, every step handed to :attr:`recorder`."""
         steps = attention_intermediates(q, k, v, mask, causal=causal,
@@ -288,7 +295,7 @@ class MultiHeadAttention(nn.Module):
         output = self.output_proj(concat)                               # (B, T, E)
         self.recorder(AttentionCall(
             module=self, query=q, key=k, value=v, steps=steps, concat=concat, output=output,
-            self_attention=self_attention, causal=causal, cache=cache))
+            self_attention=self_attention, causal=causal, cache=cache, query_start=query_start))
         return output, steps.weights if need_weights else None
 
     @staticmethod

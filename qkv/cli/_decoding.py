@@ -14,7 +14,8 @@ def add_input_options(parser: argparse.ArgumentParser, what: str) -> None:
                                       "pretrained model folder")
     parser.add_argument("texts", nargs="*", help=f"{what}; without any, read --input or stdin")
     parser.add_argument("-i", "--input", help=f"file of {what}, one a line ('-': stdin)")
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=64,
+                        help="sentences decoded together (padded to the longest)")
 
 
 def add_decoding_options(parser: argparse.ArgumentParser) -> None:

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-__all__ = ["DefaultsFormatter"]
+__all__ = ["DefaultsFormatter", "describe"]
+
+
+def describe(docstring: str | None) -> str:
+    """A module docstring as a command's ``--help`` description: reST's ``double backticks``
+    dropped."""
+    return (docstring or "").replace("``", "")
 
 
 class DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):

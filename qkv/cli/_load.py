@@ -9,9 +9,20 @@ from torch import nn
 
 from qkv.tokenizers.base import Tokenizer
 
-__all__ = ["Loaded", "load_model", "read_inputs"]
+__all__ = ["Loaded", "describe_task", "load_model", "read_inputs"]
 
 _TASKS = {"Transformer": "translation", "LanguageModel": "language_model", "EncoderModel": "encoder"}
+_DESCRIPTIONS = {
+    "translation": "an encoder-decoder (use qkv translate)",
+    "language_model": "a language model (use qkv generate)",
+    "encoder": "an encoder-only model, which neither translates nor generates (use qkv embed, "
+               "qkv view or qkv serve)",
+}
+
+
+def describe_task(task: str) -> str:
+    """What a model of ``task`` is and which command runs it, for error messages."""
+    return _DESCRIPTIONS.get(task, f"a {task} model")
 
 
 @dataclass
@@ -24,6 +35,7 @@ class Loaded:
     source_tokenizer: Tokenizer
     target_tokenizer: Tokenizer
     name: str
+    pretrained: bool = False
 
 
 def load_model(spec: str) -> Loaded:
@@ -38,7 +50,7 @@ def load_model(spec: str) -> Loaded:
         task = _TASKS.get(type(model).__name__)
         if task is None:
             raise ValueError(f"{spec}: a {type(model).__name__} is not a model the CLI can run")
-        return Loaded(model, task, tokenizer, tokenizer, spec)
+        return Loaded(model, task, tokenizer, tokenizer, spec, pretrained=True)
     from qkv.training.checkpoint import load_checkpoint
     checkpoint = load_checkpoint(path)
     return Loaded(checkpoint.model, checkpoint.task, checkpoint.source_tokenizer,

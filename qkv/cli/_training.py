@@ -15,7 +15,12 @@ import torch
 from torch import nn
 
 from qkv.data.sources import Corpus, load_corpus
-from qkv.models import LanguageModel, LanguageModelConfig, Transformer, TransformerConfig
+from qkv.models import (
+    LanguageModel,
+    LanguageModelConfig,
+    Transformer,
+    TransformerConfig,
+)
 from qkv.tokenizers import Tokenizer, tokenizer_from_dict, train_tokenizer
 from qkv.training.checkpoint import resolve_checkpoint
 from qkv.training.tasks import LanguageModelTask, TranslationTask

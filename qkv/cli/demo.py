@@ -14,6 +14,8 @@ import argparse
 import time
 from pathlib import Path
 
+from qkv.cli._help import describe
+
 # The demo's model and budget: the paper's recipe (warm-up schedule, label smoothing 0.1) on a
 # small model; about 90 s of training on 2 CPU cores, test BLEU 99.5 (seed 0).
 TRANSLATE = dict(data="en-zh", d_model=128, heads=4, layers=3, d_ff=512, dropout=0.1,
@@ -29,7 +31,7 @@ EXAMPLE = "I love my dog"
 def add_parser(commands) -> None:
     parser = commands.add_parser(
         "demo", help="train a small Transformer from scratch and use it (the tour)",
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+        description=describe(__doc__), formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--task", choices=("translate", "poems", "attention"), default="translate")
     parser.add_argument("--out", help="run folder (default: runs/demo-<task>-<time>)")
     parser.add_argument("--steps", type=int, help="training steps (default: the demo's budget)")

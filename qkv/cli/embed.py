@@ -13,6 +13,8 @@ import argparse
 import json
 from pathlib import Path
 
+from qkv.cli._help import describe
+
 SHOWN_DIMS = 6  # dims printed per vector
 
 
@@ -20,7 +22,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "embed",
         help="embed sentences with a BERT-family model (e.g. minilm); print cosine similarities",
-        description=__doc__,
+        description=describe(__doc__),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("model", help="a BERT-family checkpoint folder, or 'minilm' "

@@ -25,7 +25,8 @@ def add_parser(commands) -> None:
                         help="which split of the training corpus, without --data")
     parser.add_argument("--limit", type=int, help="score only the first N examples")
     parser.add_argument("--json", action="store_true", help="print the scores as JSON")
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=64,
+                        help="sentences decoded together (padded to the longest)")
     add_decoding_options(parser)
     parser.set_defaults(run=run)
 
@@ -39,6 +40,9 @@ def evaluation_examples(loaded, args) -> list:
         if loaded.task == "translation":
             return read_parallel(args.data, args.target)
         return read_lines(args.data)
+    if loaded.pretrained:
+        raise SystemExit(f"qkv evaluate: {loaded.name} is a pretrained model, with no test set of "
+                         "its own; pass --data FILE")
     from qkv.training.checkpoint import load_checkpoint
     description = load_checkpoint(loaded.name).metadata.get("data", {})
     if "name" in description:

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import argparse
 
-from qkv.cli._decoding import add_decoding_options, add_input_options, strategy_from_args
+from qkv.cli._decoding import (
+    add_decoding_options,
+    add_input_options,
+    strategy_from_args,
+)
 from qkv.cli._help import DefaultsFormatter
 
 
@@ -16,19 +20,20 @@ def add_parser(commands) -> None:
                     "the KV cache. Prints each prompt followed by its continuation.",
         formatter_class=DefaultsFormatter)
     add_input_options(parser, "prompts")
-    parser.add_argument("--max-new-tokens", type=int, default=100)
+    parser.add_argument("--max-new-tokens", type=int, default=100,
+                        help="most tokens to add to each prompt")
     add_decoding_options(parser)
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from qkv.cli._load import load_model, read_inputs
+    from qkv.cli._load import describe_task, load_model, read_inputs
     from qkv.decoding.text import generate_texts
 
     loaded = load_model(args.model)
     if loaded.task != "language_model":
-        raise SystemExit(f"{args.model} holds a {loaded.task.replace('_', ' ')} model; "
-                         "qkv generate needs a language model (try qkv translate)")
+        raise SystemExit(f"qkv generate needs a language model; {args.model} holds "
+                         f"{describe_task(loaded.task)}")
     prompts = args.texts if args.texts else read_inputs([], args.input)
     outputs = generate_texts(loaded.model, loaded.target_tokenizer, prompts,
                              strategy_from_args(args), max_new_tokens=args.max_new_tokens,

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import argparse
 
+from qkv.cli._help import describe
+
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "serve", help="a live local attention explorer in the browser (FastAPI + uvicorn)",
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+        description=describe(__doc__), formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model", metavar="MODEL", help="a checkpoint folder or a pretrained name")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
     parser.add_argument("--port", type=int, default=8000, help="port (default: %(default)s)")

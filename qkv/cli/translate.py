@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import argparse
 
-from qkv.cli._decoding import add_decoding_options, add_input_options, strategy_from_args
+from qkv.cli._decoding import (
+    add_decoding_options,
+    add_input_options,
+    strategy_from_args,
+)
 from qkv.cli._help import DefaultsFormatter
 
 
@@ -21,13 +25,13 @@ def add_parser(commands) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from qkv.cli._load import load_model, read_inputs
+    from qkv.cli._load import describe_task, load_model, read_inputs
     from qkv.decoding.text import translate_texts
 
     loaded = load_model(args.model)
     if loaded.task != "translation":
-        raise SystemExit(f"{args.model} holds a {loaded.task.replace('_', ' ')} model; "
-                         "qkv translate needs an encoder-decoder (try qkv generate)")
+        raise SystemExit(f"qkv translate needs an encoder-decoder; {args.model} holds "
+                         f"{describe_task(loaded.task)}")
     texts = read_inputs(args.texts, args.input)
     for line in translate_texts(loaded.model, loaded.source_tokenizer, loaded.target_tokenizer,
                                 texts, strategy_from_args(args), batch_size=args.batch_size,

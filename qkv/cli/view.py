@@ -1,18 +1,21 @@
 """``qkv view MODEL "I love my dog" -o attention.html``: the attention views of a model as a file.
 
 Writes the interactive HTML page (head, model, neuron and step views; self-contained, works
-offline) and, with ``--png``/``--svg``, a layers × heads heatmap grid of each attention kind.
+offline) and, with ``--png PATH`` (a .png or .svg path), a layers × heads heatmap grid of each
+attention kind.
 """
 
 from __future__ import annotations
 
 import argparse
 
+from qkv.cli._help import describe
+
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "view", help="write the attention views of a model on a sentence (HTML, PNG)",
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+        description=describe(__doc__), formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model", metavar="MODEL", help="a checkpoint folder or a pretrained name")
     parser.add_argument("text", help="the sentence to look at")
     parser.add_argument("--target", default=None,

@@ -125,8 +125,9 @@ def read_weights(folder: Path, *, allow_pickle: bool = False) -> dict[str, Tenso
         if not allow_pickle:
             raise ValueError(
                 f"{folder} has its weights only as pytorch_model.bin, a pickle, which can run "
-                f"code when loaded; qkv reads model.safetensors. If you trust the file, pass "
-                f"allow_pickle=True (it is then read with torch.load(weights_only=True))")
+                f"code when loaded; qkv reads model.safetensors, and its commands read nothing "
+                f"else. If you trust the file, load it in Python with qkv.load_pretrained(folder, "
+                f"allow_pickle=True) (it is then read with torch.load(weights_only=True))")
         return torch.load(pickled, map_location="cpu", weights_only=True)
     raise FileNotFoundError(f"{folder} has no weights: expected model.safetensors (or "
                             f"model.safetensors.index.json with shards); found: {_listing(folder)}")

@@ -14,22 +14,16 @@ Several calls of one module (decoding steps, repeated forwards) give several rec
 from __future__ import annotations
 
 import functools
-import weakref
 from collections.abc import Iterator, Sequence
 
 import torch
 from torch import Tensor, nn
 
-from qkv.attention.cache import AttentionCache
 from qkv.attention.multi_head import AttentionCall, MultiHeadAttention
 from qkv.trace.record import AttentionRecord, stitch
 from qkv.trace.selection import Selection, layer_of
 
 __all__ = ["trace", "Trace"]
-
-# Query rows each static (cross-attention) cache has seen: the offset of the next step's queries.
-# Kept across traces, so that tracing each decoding step separately still gives absolute positions.
-_CROSS_OFFSETS: weakref.WeakKeyDictionary[AttentionCache, int] = weakref.WeakKeyDictionary()
 
 
 def trace(
@@ -245,16 +239,11 @@ def _positions(call: AttentionCall, T: int, S: int) -> tuple[Tensor, Tensor]:
     """Indices in their sequences of the call's queries ``(T,)`` and keys ``(S,)``.
 
     Self-attention: the queries are the last ``T`` of the ``S`` keys (all of them without a
-    cache). Cross-attention: the keys are the encoder positions; the queries follow the rows this
-    static cache has served before (step-by-step decoding).
+    cache). Cross-attention: the keys are the encoder positions; the queries follow those the
+    cache has served before, traced or not (step-by-step decoding).
     """
     device = call.query.device
-    start = S - T
-    if not call.self_attention:
-        start = 0
-        if call.cache is not None:
-            start = _CROSS_OFFSETS.get(call.cache, 0)
-            _CROSS_OFFSETS[call.cache] = start + T
+    start = S - T if call.self_attention else call.query_start
     query_positions = torch.arange(start, start + T, device=device)    # (T,)
     key_positions = torch.arange(S, device=device)                      # (S,)
     return query_positions, key_positions

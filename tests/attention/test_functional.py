@@ -9,7 +9,6 @@ import torch.nn.functional as F
 from qkv import causal_mask, scaled_dot_product_attention
 
 
-
 def both_paths(*args, **kwargs):
     """(math output, math weights, fused output) for the same call."""
     math_out, weights = scaled_dot_product_attention(*args, need_weights=True, **kwargs)

@@ -45,3 +45,11 @@ def test_view_minilm_writes_the_page_and_heatmap(tmp_path, minilm, capsys):
     assert "[CLS]" in html and "layers.5.self_attention" in html
     assert grid.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert str(page) in capsys.readouterr().out
+
+
+def test_commands_that_cannot_run_minilm_say_which_can(minilm):
+    for command in (["translate", "minilm", "hi"], ["generate", "minilm", "hi"]):
+        with pytest.raises(SystemExit, match="encoder-only model.*qkv embed"):
+            main(command)
+    with pytest.raises(SystemExit, match="pretrained model.*pass --data"):
+        main(["evaluate", "minilm"])

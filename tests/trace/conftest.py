@@ -1,6 +1,7 @@
 """The ``family`` fixture: each tiny model family of :mod:`trace_models` with a padded batch."""
 
 import pytest
+
 from tests.trace.trace_models import FAMILIES
 
 

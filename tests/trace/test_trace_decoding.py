@@ -2,10 +2,10 @@
 
 import pytest
 import torch
-from tests.trace.trace_models import V, language_model, source_ids, transformer
 
 import qkv
 from qkv.trace import trace
+from tests.trace.trace_models import V, language_model, source_ids, transformer
 
 
 def assert_aligned(stitched, full):
@@ -71,6 +71,19 @@ def test_tracing_each_step_separately_keeps_absolute_positions():
             model.decode(tgt[:, t:t + 1], memory, memory_mask, cache=cache)
         positions.append(step["decoder.layers.0.cross_attention"].query_positions.tolist())
     assert positions == [[0], [1], [2]]
+
+
+def test_tracing_only_a_later_step_gives_its_absolute_position():
+    """Steps decoded untraced still count: self- and cross-attention agree on the position."""
+    model = transformer()
+    src, tgt = source_ids(), torch.randint(1, V, (2, 4))
+    memory, memory_mask, cache = model.encode(src), model.source_mask(src), qkv.KVCache()
+    for t in range(3):
+        model.decode(tgt[:, t:t + 1], memory, memory_mask, cache=cache)
+    with trace(model, "decoder.layers.0.*") as step:
+        model.decode(tgt[:, 3:4], memory, memory_mask, cache=cache)
+    assert step["decoder.layers.0.self_attention"].query_positions.tolist() == [3]
+    assert step["decoder.layers.0.cross_attention"].query_positions.tolist() == [3]
 
 
 def test_query_selection_records_only_the_chosen_steps():

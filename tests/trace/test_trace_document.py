@@ -4,10 +4,10 @@ import json
 
 import pytest
 import torch
-from tests.trace.trace_models import V, language_model, transformer
 
 import qkv
 from qkv.trace import attention_document, document_to_json, trace
+from tests.trace.trace_models import V, language_model, transformer
 
 SOURCE = ["ich", "liebe", "meinen", "hund", "<pad>", "<pad>"]
 TARGET = ["<s>", "I", "love", "my", "dog"]

@@ -176,9 +176,8 @@ def test_traced_training_step_gives_the_same_gradients(family):
 
 
 def test_untraced_modules_take_the_fused_path(monkeypatch):
-    from tests.trace.trace_models import transformer
-
     from qkv.attention import multi_head
+    from tests.trace.trace_models import transformer
 
     calls = []
     original = multi_head.attention_intermediates

@@ -2,9 +2,9 @@
 
 import pytest
 import torch
-from tests.trace.trace_models import language_model, source_ids, target_ids, transformer
 
 from qkv.trace import RECORD_FIELDS, trace
+from tests.trace.trace_models import language_model, source_ids, target_ids, transformer
 
 
 def full_and_selected(model, run, **selection):
