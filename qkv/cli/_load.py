@@ -9,20 +9,14 @@ from torch import nn
 
 from qkv.tokenizers.base import Tokenizer
 
-__all__ = ["Loaded", "describe_task", "load_model", "read_inputs"]
+__all__ = ["Loaded", "load_model", "load_model_for", "read_inputs"]
 
 _TASKS = {"Transformer": "translation", "LanguageModel": "language_model", "EncoderModel": "encoder"}
-_DESCRIPTIONS = {
-    "translation": "an encoder-decoder (use qkv translate)",
-    "language_model": "a language model (use qkv generate)",
-    "encoder": "an encoder-only model, which neither translates nor generates (use qkv embed, "
-               "qkv view or qkv serve)",
-}
-
-
-def describe_task(task: str) -> str:
-    """What a model of ``task`` is and which command runs it, for error messages."""
-    return _DESCRIPTIONS.get(task, f"a {task} model")
+# What a model of each task is, and which commands run it: for one-line errors.
+_KINDS = {"translation": "an encoder-decoder", "language_model": "a language model",
+          "encoder": "an encoder-only model"}
+_COMMANDS = {"translation": "qkv translate", "language_model": "qkv generate",
+             "encoder": "qkv embed, qkv view or qkv serve"}
 
 
 @dataclass
@@ -55,6 +49,15 @@ def load_model(spec: str) -> Loaded:
     checkpoint = load_checkpoint(path)
     return Loaded(checkpoint.model, checkpoint.task, checkpoint.source_tokenizer,
                   checkpoint.target_tokenizer, str(checkpoint.path))
+
+
+def load_model_for(spec: str, task: str, command: str) -> Loaded:
+    """:func:`load_model`, refusing (one line, naming the right command) a model of another task."""
+    loaded = load_model(spec)
+    if loaded.task != task:
+        raise SystemExit(f"{command} needs {_KINDS[task]}; {spec} holds "
+                         f"{_KINDS.get(loaded.task, loaded.task)} (use {_COMMANDS[loaded.task]})")
+    return loaded
 
 
 def read_inputs(texts: list[str], file: str | None) -> list[str]:

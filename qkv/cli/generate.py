@@ -27,13 +27,10 @@ def add_parser(commands) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from qkv.cli._load import describe_task, load_model, read_inputs
+    from qkv.cli._load import load_model_for, read_inputs
     from qkv.decoding.text import generate_texts
 
-    loaded = load_model(args.model)
-    if loaded.task != "language_model":
-        raise SystemExit(f"qkv generate needs a language model; {args.model} holds "
-                         f"{describe_task(loaded.task)}")
+    loaded = load_model_for(args.model, "language_model", "qkv generate")
     prompts = args.texts if args.texts else read_inputs([], args.input)
     outputs = generate_texts(loaded.model, loaded.target_tokenizer, prompts,
                              strategy_from_args(args), max_new_tokens=args.max_new_tokens,

@@ -25,13 +25,10 @@ def add_parser(commands) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from qkv.cli._load import describe_task, load_model, read_inputs
+    from qkv.cli._load import load_model_for, read_inputs
     from qkv.decoding.text import translate_texts
 
-    loaded = load_model(args.model)
-    if loaded.task != "translation":
-        raise SystemExit(f"qkv translate needs an encoder-decoder; {args.model} holds "
-                         f"{describe_task(loaded.task)}")
+    loaded = load_model_for(args.model, "translation", "qkv translate")
     texts = read_inputs(args.texts, args.input)
     for line in translate_texts(loaded.model, loaded.source_tokenizer, loaded.target_tokenizer,
                                 texts, strategy_from_args(args), batch_size=args.batch_size,
