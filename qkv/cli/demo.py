@@ -100,10 +100,17 @@ def translate_demo(out: Path, settings: dict, progress: bool) -> int:
     page = _write_views(out, run_)
     print(f"\ncheckpoint: {result.checkpoint}")
     print(f"attention views of {EXAMPLE!r}: {page}")
-    print(f"explore it live:  qkv serve {result.checkpoint}")
-    print(f"translate more:   qkv translate {result.checkpoint} \"My mother bought two books.\"")
-    print(f"evaluate:         qkv evaluate {result.checkpoint} --beam 4")
+    print(f"explore it live:  {_qkv()} serve {result.checkpoint}")
+    print(f"translate more:   {_qkv()} translate {result.checkpoint} \"My mother bought two books.\"")
+    print(f"evaluate:         {_qkv()} evaluate {result.checkpoint} --beam 4")
     return 0
+
+
+def _qkv() -> str:
+    """How the user ran ``qkv`` (``.venv/bin/qkv`` under ``make demo``), to print commands they
+    can paste."""
+    import sys
+    return sys.argv[0] if Path(sys.argv[0]).name == "qkv" else "qkv"
 
 
 def _write_views(out: Path, run_) -> Path:
@@ -129,5 +136,5 @@ def poems_demo(out: Path, settings: dict, progress: bool) -> int:
     for start, poem in zip(starts, poems):
         print(f"\n{start}{poem}")
     print(f"\ncheckpoint: {result.checkpoint}")
-    print(f"sample more:  qkv generate {result.checkpoint} 春 --sample --top-k 20 --temperature 0.8")
+    print(f"sample more:  {_qkv()} generate {result.checkpoint} 春 --sample --top-k 20 --temperature 0.8")
     return 0
