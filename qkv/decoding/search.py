@@ -133,7 +133,8 @@ def translate(model: Transformer, source: Tensor, strategy: Strategy = Greedy(),
         source: source ids, padded with the model's pad id, ending with ``<eos>``.
         strategy: :class:`Greedy`, :class:`BeamSearch` or :class:`Sampling`.
         bos_id, eos_id: the target's start and end tokens.
-        max_len: most tokens to produce; default ``2·S + 10`` within the model's ``max_len``.
+        max_len: most tokens to produce; default ``2·S + 10`` for a source of ``S`` tokens
+            (padding not counted), within the model's ``max_len``.
         use_cache: decode step by step with a KV cache (same tokens, less work).
         source_pad_id: the id that pads ``source`` when the model's config has no ``pad_id``
             (converted Marian models: their masks come from the tokenizer's pad id).
@@ -153,11 +154,17 @@ def translate(model: Transformer, source: Tensor, strategy: Strategy = Greedy(),
     if not isinstance(model, Transformer):
         raise TypeError(f"translate needs a qkv.Transformer, got {type(model).__name__}")
     limit = model.config.max_len - 1
-    max_len = min(limit, 2 * source.shape[1] + 10) if max_len is None else min(max_len, limit)
+    if max_len is None:                          # per sentence: 2 · its own length + 10
+        pad = model.config.pad_id if model.config.pad_id is not None else source_pad_id
+        lengths = (source != pad).sum(dim=1) if pad is not None else \
+            torch.full((source.shape[0],), source.shape[1])
+        limits = [min(limit, 2 * n + 10) for n in lengths.tolist()]
+    else:
+        limits = [min(check_positive_int("max_len", max_len), limit)] * source.shape[0]
     prefix = torch.full((source.shape[0], 1), bos_id, dtype=torch.long, device=source.device)
     steps = _TranslationSteps(model, source, use_cache, source_pad_id)
     return _search(steps, prefix, strategy, bos_id=bos_id, eos_id=eos_id,
-                   pad_id=model.config.pad_id, max_new_tokens=max_len)
+                   pad_id=model.config.pad_id, limits=limits)
 
 
 def greedy(model: Transformer, source: Tensor, *, bos_id: int, eos_id: int,
@@ -177,7 +184,7 @@ def generate(model: LanguageModel, prompts: Sequence[Sequence[int]], strategy: S
         prompts: token-id lists (with ``<bos>`` first if the model was trained so), of any
             lengths: they are left-padded, each row keeping positions from 0.
         eos_id: generation of a row stops at this token (``None``: never).
-        max_new_tokens: most tokens to add, within the model's ``max_len``.
+        max_new_tokens: most tokens to add to each prompt, within the model's ``max_len``.
 
     Returns:
         The new ids of every prompt (the prompt and the final ``<eos>`` excluded).
@@ -198,11 +205,13 @@ def generate(model: LanguageModel, prompts: Sequence[Sequence[int]], strategy: S
     if pad_id is None and len({len(p) for p in prompts}) > 1:     # no padding: one at a time
         return [generate(model, [p], strategy, eos_id=eos_id, max_new_tokens=max_new_tokens,
                          use_cache=use_cache)[0] for p in prompts]
+    check_positive_int("max_new_tokens", max_new_tokens)
+    limits = [min(max_new_tokens, model.config.max_len - len(p)) for p in prompts]
+    if min(limits) < 1:
+        longest = max(len(p) for p in prompts)
+        raise ValueError(f"a prompt of {longest} tokens leaves no room for new tokens within the "
+                         f"model's max_len of {model.config.max_len}")
     longest = max(len(p) for p in prompts)
-    max_new_tokens = min(max_new_tokens, model.config.max_len - longest)
-    if max_new_tokens < 1:
-        raise ValueError(f"a prompt of {longest} tokens leaves no room within the model's "
-                         f"max_len of {model.config.max_len}")
     device = next(model.parameters()).device
     prefix = torch.full((len(prompts), longest), pad_id if pad_id is not None else 0,
                         dtype=torch.long, device=device)
@@ -210,18 +219,19 @@ def generate(model: LanguageModel, prompts: Sequence[Sequence[int]], strategy: S
         prefix[row, longest - len(prompt):] = torch.as_tensor(list(prompt), device=device)
     steps = _LanguageModelSteps(model, use_cache)
     return _search(steps, prefix, strategy, bos_id=None, eos_id=eos_id, pad_id=pad_id,
-                   max_new_tokens=max_new_tokens)
+                   limits=limits)
 
 
 # -- the search ------------------------------------------------------------------------------------
 
 def _search(steps, prefix: Tensor, strategy: Strategy, *, bos_id: int | None, eos_id: int | None,
-            pad_id: int | None, max_new_tokens: int) -> list[list[int]]:
+            pad_id: int | None, limits: list[int]) -> list[list[int]]:
+    """Extend each row of ``prefix (N, t)`` by at most ``limits[row]`` tokens."""
     banned = [i for i in (pad_id, bos_id) if i is not None and i != eos_id]
     # what a finished row is fed: padding (masked out) where there is a pad id
     filler = pad_id if pad_id is not None else (eos_id if eos_id is not None else 0)
     if isinstance(strategy, BeamSearch) and strategy.size > 1:
-        return _beam_search(steps, prefix, strategy, banned, eos_id, filler, max_new_tokens)
+        return _beam_search(steps, prefix, strategy, banned, eos_id, filler, limits)
     if not isinstance(strategy, (Greedy, Sampling, BeamSearch)):
         raise TypeError(f"strategy must be Greedy, BeamSearch or Sampling, got {strategy!r}")
     generator = None
@@ -229,7 +239,8 @@ def _search(steps, prefix: Tensor, strategy: Strategy, *, bos_id: int | None, eo
         generator = torch.Generator(device=prefix.device).manual_seed(strategy.seed)
     tokens = prefix                                                     # (N, t)
     finished = torch.zeros(prefix.shape[0], dtype=torch.bool, device=prefix.device)
-    for _ in range(max_new_tokens):
+    limit = torch.tensor(limits, device=prefix.device)                  # (N,)
+    for step in range(max(limits)):
         logits = steps.logits(tokens).float()                           # (N, V)
         logits[:, banned] = -math.inf
         if isinstance(strategy, Sampling):
@@ -240,46 +251,77 @@ def _search(steps, prefix: Tensor, strategy: Strategy, *, bos_id: int | None, eo
         tokens = torch.cat([tokens, next_token[:, None]], dim=1)        # (N, t + 1)
         if eos_id is not None:
             finished |= next_token == eos_id
+        finished |= limit <= step + 1
         if finished.all():
             break
-    return [_until_eos(row, eos_id) for row in tokens[:, prefix.shape[1]:].tolist()]
+    return [_until_eos(row[:n], eos_id)
+            for row, n in zip(tokens[:, prefix.shape[1]:].tolist(), limits)]
 
 
 def _beam_search(steps, prefix: Tensor, strategy: BeamSearch, banned: list[int],
-                 eos_id: int | None, filler: int, max_new_tokens: int) -> list[list[int]]:
+                 eos_id: int | None, filler: int, limits: list[int]) -> list[list[int]]:
+    """Beam search with K live beams per row and, apart, the hypotheses that have ended.
+
+    Each step ranks the 2K best extensions of the live beams: those that end (``<eos>``, among
+    the first K) join the row's finished pool, scored ``log p / lp(length)`` with GNMT's
+    ``lp(n) = ((5 + n) / 6) ** α``; the best K others stay live. A row is done once it holds K
+    finished hypotheses and its best live beam, normalised now, cannot beat the worst of them.
+    A row that reaches its length limit offers its live beams too, and is done.
+    """
     B, K = prefix.shape[0], strategy.size
-    device = prefix.device
-    rows = torch.arange(B, device=device).repeat_interleave(K)          # (N,)
+    device, start = prefix.device, prefix.shape[1]
+    rows = torch.arange(B, device=device).repeat_interleave(K)          # (N,) N = B·K
     steps.select(rows)
     tokens = prefix.index_select(0, rows)                               # (N, t)
     scores = torch.full((B, K), -math.inf, device=device)
     scores[:, 0] = 0.0                                                  # one live beam at first
-    finished = torch.zeros(B, K, dtype=torch.bool, device=device)
-    lengths = torch.zeros(B, K, device=device)
-    for _ in range(max_new_tokens):
+    finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(B)]
+    done = [False] * B
+
+    def normalised(score: float, length: int) -> float:
+        return score / ((5.0 + length) / 6.0) ** strategy.length_penalty
+
+    for step in range(max(limits)):
         log_probs = torch.log_softmax(steps.logits(tokens).float(), dim=-1)   # (N, V)
         V = log_probs.shape[-1]
         log_probs[:, banned] = -math.inf
-        log_probs = log_probs.view(B, K, V)
-        # a finished beam continues only with the filler token, at no cost
-        log_probs = torch.where(finished[..., None], -math.inf, log_probs)
-        log_probs[..., filler] = torch.where(finished, 0.0, log_probs[..., filler])
-        candidates = (scores[..., None] + log_probs).view(B, K * V)       # (B, K·V)
-        scores, best = candidates.topk(K, dim=-1)                       # (B, K)
-        beam, next_token = best // V, best % V                          # (B, K)
-        order = (torch.arange(B, device=device)[:, None] * K + beam).view(-1)   # (N,)
+        candidates = (scores[..., None] + log_probs.view(B, K, V)).view(B, K * V)
+        top_scores, top = (t.tolist() for t in candidates.topk(min(2 * K, K * V), dim=-1))
+        beams = [[k for k in range(K)] for _ in range(B)]               # which beam each extends
+        next_tokens = [[filler] * K for _ in range(B)]
+        new_scores = [[-math.inf] * K for _ in range(B)]
+        for b in range(B):
+            if done[b]:
+                continue
+            live = 0
+            for rank, (score, index) in enumerate(zip(top_scores[b], top[b])):
+                if score == -math.inf or live == K:
+                    break
+                beam, token = divmod(index, V)
+                if token == eos_id:
+                    if rank < K:
+                        hypothesis = tokens[b * K + beam, start:].tolist()
+                        finished[b].append((normalised(score, step + 1), hypothesis))
+                    continue
+                beams[b][live], next_tokens[b][live], new_scores[b][live] = beam, token, score
+                live += 1
+            best_finished = sorted((f[0] for f in finished[b]), reverse=True)[:K]
+            done[b] = live == 0 or (len(best_finished) == K and
+                                    normalised(new_scores[b][0], step + 1) <= best_finished[-1])
+            if not done[b] and step + 1 >= limits[b]:       # out of length: live beams count
+                finished[b] += [(normalised(new_scores[b][k], step + 1),
+                                 tokens[b * K + beams[b][k], start:].tolist() + [next_tokens[b][k]])
+                                for k in range(live)]
+                done[b] = True
+        order = torch.tensor([b * K + beam for b in range(B) for beam in beams[b]], device=device)
         steps.select(order)
-        tokens = torch.cat([tokens.index_select(0, order), next_token.view(-1, 1)], dim=1)
-        finished = finished.gather(1, beam)
-        lengths = lengths.gather(1, beam) + (~finished).float()
-        if eos_id is not None:
-            finished |= next_token == eos_id
-        if finished.all():
+        next_column = torch.tensor(next_tokens, device=device).view(-1, 1)   # (N, 1)
+        tokens = torch.cat([tokens.index_select(0, order), next_column], dim=1)
+        scores = torch.tensor(new_scores, device=device)                # (B, K)
+        if all(done):
             break
-    penalty = ((5.0 + lengths) / 6.0) ** strategy.length_penalty       # (B, K)
-    best = (scores / penalty).argmax(dim=-1)                           # (B,)
-    chosen = tokens.view(B, K, -1)[torch.arange(B, device=device), best, prefix.shape[1]:]
-    return [_until_eos(row, eos_id) for row in chosen.tolist()]
+    return [_until_eos(max(pool, key=lambda f: f[0])[1], eos_id) if pool else []
+            for pool in finished]
 
 
 def _sample(logits: Tensor, strategy: Sampling, generator: torch.Generator | None) -> Tensor:

@@ -90,3 +90,59 @@ def test_bad_strategies_are_named(transformer, language_model):
         translate(language_model, SOURCE, bos_id=BOS, eos_id=EOS)
     with pytest.raises(ValueError, match="at least one token"):
         generate(language_model, [[]], eos_id=EOS)
+
+
+class ScriptedSteps:
+    """A "model" whose next-token probabilities are a function of the tokens generated so far:
+    P(<eos>) = 0.3 at first, else two equally likely branches, then only poor continuations."""
+
+    V, A, B = 5, 3, 4
+
+    def distribution(self, generated):
+        if not generated:
+            return {EOS: 0.30, self.A: 0.70}
+        if len(generated) == 1:
+            return {self.A: 0.5, self.B: 0.5}
+        return {EOS: 0.05, self.A: 0.475, self.B: 0.475}
+
+    def logits(self, tokens):
+        out = torch.full((tokens.shape[0], self.V), -1e9)
+        for row, ids in enumerate(tokens.tolist()):
+            generated = ids[1:]
+            if EOS in generated:
+                generated = generated[:generated.index(EOS)]
+            for token, p in self.distribution(generated).items():
+                out[row, token] = torch.tensor(p).log()
+        return out
+
+    def select(self, rows):
+        pass
+
+
+@pytest.mark.parametrize("length_penalty", [0.0, 0.6])
+def test_beam_search_keeps_a_hypothesis_that_ended_early(length_penalty):
+    """Ending at once (p = 0.3) beats every longer sequence (p ≤ 0.7 · 0.5 · 0.05); a beam search
+    that dropped ended hypotheses once live beams outscored them would return a long one."""
+    from qkv.decoding.search import _search
+
+    prefix = torch.tensor([[BOS]])
+    out = _search(ScriptedSteps(), prefix, BeamSearch(2, length_penalty), bos_id=BOS,
+                  eos_id=EOS, pad_id=0, limits=[6])
+    assert out == [[]]
+    greedy = _search(ScriptedSteps(), prefix, Greedy(), bos_id=BOS, eos_id=EOS, pad_id=0,
+                     limits=[6])
+    assert greedy == [[3, 3, 3, 3, 3, 3]]                               # greedy never ends
+
+
+def test_length_limits_are_per_sentence_not_per_batch(transformer, language_model):
+    """The default 2·S + 10 counts each source's own tokens; a long neighbour changes nothing."""
+    long, short = [5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 2], [5, 2]
+    batch = torch.tensor([long, short + [0] * 9])
+    for strategy in (Greedy(), BeamSearch(size=3)):
+        together = translate(transformer, batch, strategy, bos_id=BOS, eos_id=EOS)
+        alone = [translate(transformer, torch.tensor([row]), strategy, bos_id=BOS, eos_id=EOS)[0]
+                 for row in (long, short)]
+        assert together == alone
+    prompts = [[1] + [5] * 30, [1, 6]]
+    together = generate(language_model, prompts, eos_id=None, max_new_tokens=20)
+    assert [len(ids) for ids in together] == [9, 20]                    # 40 - 31 = 9 left
