@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 import torch
 from torch import nn
 
-from qkv.decoding.search import Greedy, Strategy, generate, translate
+from qkv._checks import check_positive_int
+from qkv.decoding.search import Greedy, Sampling, Strategy, generate, translate
 from qkv.tokenizers.base import Tokenizer
 from qkv.training.tasks import pad_batch
 
@@ -22,7 +24,9 @@ def translate_texts(model: nn.Module, source_tokenizer: Tokenizer, target_tokeni
                     texts: Sequence[str], strategy: Strategy = Greedy(), *, batch_size: int = 64,
                     max_len: int | None = None) -> list[str]:
     """Translate ``texts`` with an encoder–decoder, ``batch_size`` sentences at a time (sorted by
-    length so that batches hold little padding); outputs come back in the input order."""
+    length so that batches hold little padding); outputs come back in the input order. Seeded
+    sampling seeds each batch with ``seed + its first row``."""
+    check_positive_int("batch_size", batch_size)
     source_tokenizer.require("eos")
     target_tokenizer.require("bos", "eos")
     encoded = [source_tokenizer.encode(text) + [source_tokenizer.eos_id] for text in texts]
@@ -36,7 +40,8 @@ def translate_texts(model: nn.Module, source_tokenizer: Tokenizer, target_tokeni
         rows = order[start:start + batch_size]
         source = pad_batch([encoded[i] for i in rows], 0 if pad is None else pad)   # (B, S)
         source = source.to(_device(model))
-        for row, ids in zip(rows, translate(model, source, strategy, bos_id=target_tokenizer.bos_id,
+        for row, ids in zip(rows, translate(model, source, _for_batch(strategy, start),
+                                            bos_id=target_tokenizer.bos_id,
                                             eos_id=target_tokenizer.eos_id, max_len=max_len,
                                             source_pad_id=pad)):
             outputs[row] = target_tokenizer.decode(ids)
@@ -49,12 +54,29 @@ def generate_texts(model: nn.Module, tokenizer: Tokenizer, prompts: Sequence[str
     """Continue each prompt; returns the continuations only. ``<bos>`` goes first when the
     tokenizer has one and its models read prompts so (``tokenizer.prompt_bos``), and always
     before an empty prompt."""
+    check_positive_int("batch_size", batch_size)
     encoded = [tokenizer.prompt_ids(p) for p in prompts]
     if any(not ids for ids in encoded):
         raise ValueError("an empty prompt needs a tokenizer with a <bos> token")
     outputs = []
     for start in range(0, len(encoded), batch_size):
-        for ids in generate(model, encoded[start:start + batch_size], strategy,
-                            eos_id=tokenizer.eos_id, max_new_tokens=max_new_tokens):
-            outputs.append(tokenizer.decode(ids))
+        batch = encoded[start:start + batch_size]
+        for prompt, ids in zip(batch, generate(model, batch, _for_batch(strategy, start),
+                                               eos_id=tokenizer.eos_id,
+                                               max_new_tokens=max_new_tokens)):
+            outputs.append(_continuation(tokenizer, prompt, ids))
     return outputs
+
+
+def _continuation(tokenizer: Tokenizer, prompt: list[int], new: list[int]) -> str:
+    """The text that ``new`` adds after ``prompt``: decoded together, so that the boundary
+    between them (a space between words, BPE's word marker) is kept."""
+    whole, head = tokenizer.decode(prompt + new), tokenizer.decode(prompt)
+    return whole[len(head):] if whole.startswith(head) else tokenizer.decode(new)
+
+
+def _for_batch(strategy: Strategy, start: int) -> Strategy:
+    """Seeded sampling draws a different stream for each batch: seed + index of its first row."""
+    if isinstance(strategy, Sampling) and strategy.seed is not None:
+        return dataclasses.replace(strategy, seed=strategy.seed + start)
+    return strategy

@@ -146,3 +146,35 @@ def test_length_limits_are_per_sentence_not_per_batch(transformer, language_mode
     prompts = [[1] + [5] * 30, [1, 6]]
     together = generate(language_model, prompts, eos_id=None, max_new_tokens=20)
     assert [len(ids) for ids in together] == [9, 20]                    # 40 - 31 = 9 left
+
+
+def test_generated_text_keeps_the_word_boundary_after_the_prompt():
+    from qkv.decoding.text import generate_texts
+    from qkv.tokenizers import BPETokenizer, WordTokenizer
+
+    texts = ["the cat sat on the mat", "a big dog ran to the cat", "the dog sat"] * 20
+    for tokenizer in (WordTokenizer.train(texts), BPETokenizer.train(texts, vocab_size=60)):
+        torch.manual_seed(0)
+        lm = qkv.LanguageModel(qkv.LanguageModelConfig(
+            vocab_size=tokenizer.vocab_size, d_model=16, num_heads=2, num_layers=1, d_ff=32)).eval()
+        prompts = ["the cat", "a big"] * 4
+        out = generate_texts(lm, tokenizer, prompts, Sampling(seed=3), max_new_tokens=4)
+        assert any(out), out
+        if isinstance(tokenizer, WordTokenizer):          # every new token is a new word
+            assert all(c == "" or c.startswith(" ") for c in out), out
+        else:                                             # BPE may also extend the last word
+            assert any(c.startswith(" ") for c in out), out
+
+
+def test_seeded_sampling_draws_differently_in_each_batch(language_model):
+    from qkv.decoding.text import generate_texts
+    from qkv.tokenizers import CharTokenizer
+
+    tokenizer = CharTokenizer.train(["abcdefghijklmnop"])
+    assert tokenizer.vocab_size == 20 == language_model.config.vocab_size
+    prompts = ["a"] * 6
+    out = generate_texts(language_model, tokenizer, prompts, Sampling(seed=7), batch_size=3,
+                         max_new_tokens=8)
+    assert out[:3] != out[3:]
+    assert out == generate_texts(language_model, tokenizer, prompts, Sampling(seed=7),
+                                 batch_size=3, max_new_tokens=8)
