@@ -64,20 +64,39 @@ def _model_config(args: argparse.Namespace, task: str, source: Tokenizer, target
     return TransformerConfig(vocab_size=source.vocab_size, tgt_vocab_size=target.vocab_size, **common)
 
 
+def _resumed_corpus(args: argparse.Namespace, saved: dict) -> Corpus:
+    """The corpus a run was trained on, as its checkpoint describes it; a different DATA is an
+    error, not a silent switch."""
+    if "name" in saved:
+        same = args.data == saved["name"]
+        corpus = load_corpus(saved["name"], size=saved.get("size"), seed=saved.get("seed", 0))
+    else:
+        same = Path(args.data).resolve() == Path(saved["path"])
+        corpus = load_corpus(saved["path"], target=saved.get("target"), valid=saved.get("valid"),
+                             test=saved.get("test"), seed=saved.get("seed", 0))
+    if not same:
+        raise SystemExit(f"--resume continues {args.out} on its own data "
+                         f"({saved.get('name') or saved.get('path')}), not {args.data}")
+    return corpus
+
+
 def prepare_run(args: argparse.Namespace) -> Run:
-    """Everything ``qkv train`` needs, from its parsed options."""
-    corpus = load_corpus(args.data, target=args.target, valid=args.valid, test=args.test,
-                         size=args.size, seed=args.seed)
+    """Everything ``qkv train`` needs, from its parsed options. ``--resume`` takes the data, the
+    model and the training settings from the run's checkpoint (only ``--steps`` may grow)."""
     if args.resume:
         info = json.loads((resolve_checkpoint(args.out) / "checkpoint.json").read_text("utf-8"))
+        corpus = _resumed_corpus(args, info["metadata"].get("data", {}))
         source = tokenizer_from_dict(info["tokenizers"]["source"])
         target = tokenizer_from_dict(info["tokenizers"]["target"])
         config_class = TransformerConfig if info["model"]["class"] == "Transformer" else LanguageModelConfig
         model_config = config_class(**info["model"]["config"])
-        saved = info["metadata"]["training"]
-        saved["steps"] = max(args.steps, info["step"])
-        config = TrainConfig(**saved)
+        if args.steps <= info["step"]:
+            raise SystemExit(f"{args.out} has trained {info['step']} steps already: pass a larger "
+                             "--steps to train more")
+        config = TrainConfig(**{**info["metadata"]["training"], "steps": args.steps})
     else:
+        corpus = load_corpus(args.data, target=args.target, valid=args.valid, test=args.test,
+                             size=args.size, seed=args.seed)
         if Path(args.out, "latest").exists():
             raise SystemExit(f"{args.out} already holds a run: pass --resume to continue it, or "
                              "choose another --out")
@@ -100,11 +119,18 @@ def prepare_run(args: argparse.Namespace) -> Run:
         limit = model_config.max_len
         train = [e for e in task.encode(corpus.train) if max(map(len, e)) <= limit]
         valid = [e for e in task.encode(corpus.valid) if max(map(len, e)) <= limit]
-        if len(train) < len(corpus.train):
-            print(f"skipped {len(corpus.train) - len(train)} training pairs longer than "
-                  f"--max-len {limit} tokens")
+        for name, kept, given in (("training", train, corpus.train),
+                                  ("validation", valid, corpus.valid)):
+            if len(kept) < len(given):
+                print(f"skipped {len(given) - len(kept)} {name} pairs longer than --max-len "
+                      f"{limit} tokens")
+    if not valid:
+        raise SystemExit("no validation examples (each must fit --max-len): pass a --valid file "
+                         "or a larger data set")
     parameters = sum(p.numel() for p in model.parameters())
-    summary = (f"{corpus.task}: {len(train)} training / {len(valid)} validation examples; "
+    resuming = (f"resuming {args.out} at step {info['step']} of {config.steps}, with the run's own "
+                "data, model and training settings\n") if args.resume else ""
+    summary = resuming + (f"{corpus.task}: {len(train)} training / {len(valid)} validation examples; "
                f"vocabularies {source.vocab_size} (source) / {target.vocab_size} (target); "
                f"{type(model).__name__} d_model {model_config.d_model}, {model_config.num_heads} "
                f"heads, {model_config.num_layers} layers, {parameters:,} parameters")

@@ -63,6 +63,8 @@ def load_corpus(source: str, *, target: str | None = None, valid: str | None = N
         >>> corpus.task, len(corpus.train), corpus.description["name"]
         ('translation', 100, 'reverse')
     """
+    if size is not None and size < 1:
+        raise ValueError(f"size must be a positive number of examples, got {size}")
     if source == "en-zh":
         splits = en_zh_splits(train=size or 20000, seed=seed)
         return Corpus("translation", splits["train"], splits["valid"], splits["test"],
@@ -82,13 +84,17 @@ def load_corpus(source: str, *, target: str | None = None, valid: str | None = N
     if not path.exists():
         raise FileNotFoundError(f"{source!r} is neither a file nor a built-in corpus "
                                 f"({', '.join(BUILTIN_CORPORA)})")
-    parallel = target is not None or path.suffix == ".tsv"
+    parallel = target is not None or path.suffix.lower() == ".tsv"
     read = (lambda p, t=None: read_parallel(p, t)) if parallel else (lambda p, t=None: read_lines(p))
     examples = read(path, target)
     if valid is not None:
         valid_examples = read(valid)
     else:
         examples, valid_examples = _hold_out(examples, seed)
+    def resolved(file: str | None) -> str | None:         # so that evaluate works from anywhere
+        return None if file is None else str(Path(file).resolve())
+
     return Corpus("translation" if parallel else "language_model", examples, valid_examples,
                   read(test) if test is not None else [],
-                  {"path": str(path.resolve()), "target": target, "valid": valid, "test": test})
+                  {"path": resolved(source), "target": resolved(target), "valid": resolved(valid),
+                   "test": resolved(test), "seed": seed})

@@ -156,3 +156,24 @@ def test_poems_demo_samples_poems(tmp_path, capsys):
                  "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert "\n春" in out and "qkv generate" in out
+
+
+def test_resume_keeps_the_runs_own_data_and_settings(tmp_path, capsys):
+    """Resuming with other options must not change the held-out split or the recipe."""
+    pairs = toy_pairs("reverse", 300, seed=4)
+    data = write_tsv(tmp_path / "train.tsv", pairs)
+    out = str(tmp_path / "run")
+    assert main(["train", str(data), "--tokenizer", "word", "--out", out, "--seed", "3",
+                 "--steps", "4", *TRAIN]) == 0
+    first = qkv.load_checkpoint(out).metadata
+    assert main(["train", str(data), "--tokenizer", "word", "--out", out, "--steps", "6",
+                 "--resume", "--lr", "50", "--model", "base", *TRAIN]) == 0
+    resumed = qkv.load_checkpoint(out)
+    assert resumed.step == 6 and resumed.model.config.d_model == 64
+    assert resumed.metadata["training"] == {**first["training"], "steps": 6}
+    assert resumed.metadata["data"] == first["data"]
+    assert "resuming" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="has trained 6 steps already"):
+        main(["train", str(data), "--out", out, "--steps", "6", "--resume", *TRAIN])
+    with pytest.raises(SystemExit, match="on its own data"):
+        main(["train", "reverse", "--out", out, "--steps", "9", "--resume", *TRAIN])
