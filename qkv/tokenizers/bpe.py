@@ -37,6 +37,8 @@ class BPETokenizer(Tokenizer):
         if ids != list(range(len(SPECIAL_TOKENS))):
             raise ValueError(f"a BPE vocabulary must give {SPECIAL_TOKENS} the ids 0–3, got {ids}")
         self.pad_id, self.bos_id, self.eos_id, self.unk_id = ids
+        # "<eos>" typed in a text is text, not the control token: encode gives content ids only
+        self._backend.encode_special_tokens = True
 
     @classmethod
     def train(cls, texts: Iterable[str], *, vocab_size: int = 8000,
@@ -58,7 +60,11 @@ class BPETokenizer(Tokenizer):
         return self._backend.encode(text, add_special_tokens=False).ids
 
     def decode(self, ids: Iterable[int]) -> str:
-        return self._backend.decode([int(i) for i in ids], skip_special_tokens=True)
+        """The text of ``ids``; ``<pad>``, ``<bos>`` and ``<eos>`` dropped, ``<unk>`` shown (as
+        the character and word tokenizers show it)."""
+        control = (self.pad_id, self.bos_id, self.eos_id)
+        return self._backend.decode([int(i) for i in ids if int(i) not in control],
+                                    skip_special_tokens=False)
 
     def id_to_token(self, id: int) -> str:
         token = self._backend.id_to_token(int(id))

@@ -15,9 +15,15 @@ from qkv.tokenizers.base import SPECIAL_TOKENS, Tokenizer, register_tokenizer
 
 __all__ = ["CharTokenizer", "WordTokenizer"]
 
-# A word is a run of letters/digits or a clitic ("'s" in "Tom's"); any other non-space character
-# is a token of its own (punctuation, CJK characters).
-_WORD = re.compile(r"\w+|'\w+|[^\w\s]")
+# CJK characters and punctuation (and kana, full-width forms): each is a word of its own, since
+# Chinese and Japanese put no spaces between words.
+_CJK = "\u3000-\u303f\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff00-\uffef"
+# A word is one CJK character, a run of other letters/digits, or a clitic ("'s" in "Tom's"); any
+# other non-space character is a token of its own (punctuation).
+_LETTERS = rf"(?:(?![{_CJK}])\w)+"
+_WORD = re.compile(rf"[{_CJK}]|{_LETTERS}|'{_LETTERS}|[^\w\s]")
+# Joined back with spaces, no space stays next to a CJK character
+_CJK_SPACE = re.compile(rf" (?=[{_CJK}])|(?<=[{_CJK}]) ")
 # When words are joined back with spaces, no space goes before these or after the openers.
 _NO_SPACE_BEFORE = re.compile(r" ([.,!?;:%)\]}'])")
 _NO_SPACE_AFTER = re.compile(r"([(\[{]) ")
@@ -128,5 +134,5 @@ class WordTokenizer(_VocabularyTokenizer):
         return _WORD.findall(text)
 
     def decode(self, ids: Iterable[int]) -> str:
-        text = " ".join(self._content(ids))
+        text = _CJK_SPACE.sub("", " ".join(self._content(ids)))
         return _NO_SPACE_AFTER.sub(r"\1", _NO_SPACE_BEFORE.sub(r"\1", text))

@@ -70,3 +70,24 @@ def test_bad_inputs_are_named():
 def test_bpe_merges_frequent_words():
     tokenizer = BPETokenizer.train(ENGLISH, vocab_size=120)
     assert len(tokenizer.encode("the garden")) < len("the garden")
+
+
+def test_special_token_names_in_text_are_text():
+    """Typing "<eos>" must not end a sentence, nor "<pad>" hide a word from attention."""
+    from qkv.tokenizers import BPETokenizer, CharTokenizer, WordTokenizer
+
+    texts = ["my dog <eos> is here", "my cat <pad> sat"] * 10
+    for tokenizer in (BPETokenizer.train(texts, vocab_size=80), WordTokenizer.train(texts),
+                      CharTokenizer.train(texts)):
+        for text in ("my <eos> dog", "my <pad> cat <bos>"):
+            ids = tokenizer.encode(text)
+            assert not {tokenizer.pad_id, tokenizer.bos_id, tokenizer.eos_id} & set(ids), (
+                tokenizer, ids)
+
+
+def test_word_tokenizer_splits_chinese_into_characters_and_joins_them_back():
+    from qkv.tokenizers import WordTokenizer
+
+    tokenizer = WordTokenizer.train(["我爱我的狗。", "你好吗？"])
+    assert tokenizer.tokens(tokenizer.encode("我爱猫。")) == ["我", "爱", "<unk>", "。"]
+    assert tokenizer.decode(tokenizer.encode("我的狗好吗？")) == "我的狗好吗？"
