@@ -67,7 +67,8 @@ def read_inputs(texts: list[str], file: str | None) -> list[str]:
     if texts:
         return texts
     if file and file != "-":
-        lines = Path(file).read_text(encoding="utf-8").splitlines()
+        from qkv.data.text import read_text_lines
+        lines = read_text_lines(file)
     else:
         lines = sys.stdin.read().splitlines()
     lines = [line.strip() for line in lines if line.strip()]

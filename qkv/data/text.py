@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["read_parallel", "read_lines"]
+__all__ = ["read_parallel", "read_lines", "read_text_lines"]
 
 
-def _read(path: str | Path) -> list[str]:
+def read_text_lines(path: str | Path) -> list[str]:
+    """The lines of a UTF-8 text file (a leading BOM dropped); errors name the file."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no such file: {path}")
     try:
-        return path.read_text(encoding="utf-8").splitlines()
+        return path.read_text(encoding="utf-8-sig").splitlines()    # a leading BOM is dropped
     except UnicodeDecodeError as error:
         raise ValueError(f"{path} is not UTF-8 text ({error})") from None
 
@@ -33,28 +34,42 @@ def read_parallel(path: str | Path, target_path: str | Path | None = None) -> li
         [('I love my dog', '我爱我的狗'), ('hello', '你好')]
     """
     if target_path is not None:
-        sources, targets = _read(path), _read(target_path)
+        sources, targets = read_text_lines(path), read_text_lines(target_path)
         if len(sources) != len(targets):
             raise ValueError(f"{path} has {len(sources)} lines but {target_path} has "
                              f"{len(targets)}; aligned files need one target line per source line")
-        return [(s.strip(), t.strip()) for s, t in zip(sources, targets) if s.strip() or t.strip()]
+        pairs = []
+        for number, (source, target) in enumerate(zip(sources, targets), start=1):
+            if source.strip() or target.strip():
+                _check_sides(f"{path} / {target_path}", number, source, target)
+                pairs.append((source.strip(), target.strip()))
+        if not pairs:
+            raise ValueError(f"{path} and {target_path} hold no sentence pairs")
+        return pairs
     pairs = []
-    for number, line in enumerate(_read(path), start=1):
+    for number, line in enumerate(read_text_lines(path), start=1):
         if not line.strip():
             continue
         fields = line.split("\t")
         if len(fields) != 2:
             raise ValueError(f"{path}:{number}: expected 'source<TAB>target', found "
                              f"{len(fields)} tab-separated field(s): {line[:60]!r}")
+        _check_sides(path, number, *fields)
         pairs.append((fields[0].strip(), fields[1].strip()))
     if not pairs:
         raise ValueError(f"{path} holds no sentence pairs")
     return pairs
 
 
+def _check_sides(where: str | Path, number: int, source: str, target: str) -> None:
+    for side, text in (("source", source), ("target", target)):
+        if not text.strip():
+            raise ValueError(f"{where}:{number}: the {side} side is empty")
+
+
 def read_lines(path: str | Path) -> list[str]:
     """The non-empty lines of a text file, one example each (language-model data)."""
-    lines = [line.strip() for line in _read(path) if line.strip()]
+    lines = [line.strip() for line in read_text_lines(path) if line.strip()]
     if not lines:
         raise ValueError(f"{path} holds no text")
     return lines

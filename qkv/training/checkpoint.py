@@ -20,6 +20,7 @@ import os
 import random
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -173,21 +174,22 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     """
     folder = resolve_checkpoint(path)
     info = _read_info(folder)
-    class_name = info["model"]["class"]
+    info_file = folder / "checkpoint.json"
+    class_name = _readable(info_file, lambda: info["model"]["class"])
     if class_name not in _MODELS:
         raise ValueError(f"{folder}: unknown model class {class_name!r}; known: {', '.join(_MODELS)}")
     model_class, config_class = _MODELS[class_name]
-    model = model_class(config_class(**info["model"]["config"]))
+    model = _readable(info_file, lambda: model_class(config_class(**info["model"]["config"])))
     weights = folder / "model.safetensors"
     if not weights.is_file():
         raise FileNotFoundError(f"{folder} has no model.safetensors")
-    missing, unexpected = load_model(model, str(weights), strict=False)
+    missing, unexpected = _readable(weights, lambda: load_model(model, str(weights), strict=False))
     if missing or unexpected:
         raise ValueError(f"{weights} does not fit a {class_name} with this config: missing "
                          f"{sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}")
     model.eval()
-    source = tokenizer_from_dict(info["tokenizers"]["source"])
-    target = tokenizer_from_dict(info["tokenizers"]["target"])
+    source = _readable(info_file, lambda: tokenizer_from_dict(info["tokenizers"]["source"]))
+    target = _readable(info_file, lambda: tokenizer_from_dict(info["tokenizers"]["target"]))
     if info["tokenizers"]["source"] == info["tokenizers"]["target"]:
         target = source
     return Checkpoint(model, info["task"], source, target, int(info["step"]), folder,
@@ -200,10 +202,12 @@ def load_training_state(path: str | Path, optimizer: torch.optim.Optimizer) -> d
     folder = resolve_checkpoint(path)
     info = _read_info(folder)
     state_file = folder / "training.safetensors"
-    if "optimizer" not in info or not state_file.is_file():
+    if "optimizer" not in info:
         raise ValueError(f"{folder} was saved without optimizer state, so training cannot resume "
                          "from it")
-    tensors = load_file(str(state_file))
+    if not state_file.is_file():
+        raise FileNotFoundError(f"{state_file} is missing, so training cannot resume from {folder}")
+    tensors = _readable(state_file, lambda: load_file(str(state_file)))
     optimizer.load_state_dict(_optimizer_from_flat(tensors, info["optimizer"]))
     torch.set_rng_state(tensors["rng.torch"])
     random.setstate(_python_rng_from_json(info["rng"]["python"]))
@@ -212,14 +216,32 @@ def load_training_state(path: str | Path, optimizer: torch.optim.Optimizer) -> d
 
 # -- helpers ---------------------------------------------------------------------------------------
 
+def _readable(path: Path, read: Callable[[], Any]) -> Any:
+    """``read()``, a damaged or foreign file becoming a ValueError that names ``path``."""
+    try:
+        return read()
+    except OSError:
+        raise
+    except Exception as error:                   # safetensors' own errors, KeyError, TypeError…
+        raise ValueError(f"{path} is damaged or not a qkv file ({type(error).__name__}: "
+                         f"{error})") from error
+
+
 def _read_info(folder: Path) -> dict[str, Any]:
-    info = json.loads((folder / "checkpoint.json").read_text(encoding="utf-8"))
-    if info.get("format") != FORMAT:
-        raise ValueError(f"{folder / 'checkpoint.json'} is not a qkv checkpoint "
-                         f"(format {info.get('format')!r})")
+    path = folder / "checkpoint.json"
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path} is damaged: not JSON ({error})") from None
+    if not isinstance(info, dict) or info.get("format") != FORMAT:
+        raise ValueError(f"{path} is not a qkv checkpoint (format "
+                         f"{info.get('format') if isinstance(info, dict) else None!r})")
     if info.get("version") != VERSION:
         raise ValueError(f"{folder}: checkpoint version {info.get('version')} is not supported "
                          f"(this qkv reads version {VERSION})")
+    required = ("model", "tokenizers", "task", "step")
+    if any(key not in info for key in required):
+        raise ValueError(f"{path} is damaged: it needs the keys {', '.join(required)}")
     return info
 
 

@@ -177,3 +177,33 @@ def test_resume_keeps_the_runs_own_data_and_settings(tmp_path, capsys):
         main(["train", str(data), "--out", out, "--steps", "6", "--resume", *TRAIN])
     with pytest.raises(SystemExit, match="on its own data"):
         main(["train", "reverse", "--out", out, "--steps", "9", "--resume", *TRAIN])
+
+
+@pytest.mark.parametrize("damage", ["garbage weights", "truncated json", "missing key",
+                                    "garbage training state"])
+def test_a_damaged_checkpoint_is_one_line_naming_the_file(files, tmp_path, damage, capsys):
+    out = tmp_path / "run"
+    assert main(["train", str(files["train"]), "--tokenizer", "word", "--steps", "2", "--out",
+                 str(out), *TRAIN]) == 0
+    step = out / "step-00000002"
+    if damage == "garbage weights":
+        (step / "model.safetensors").write_bytes(b"\x00garbage" * 10)
+        broken, command = "model.safetensors", ["translate", str(out), "1 2"]
+    elif damage == "truncated json":
+        text = (step / "checkpoint.json").read_text()
+        (step / "checkpoint.json").write_text(text[:len(text) // 2])
+        broken, command = "checkpoint.json", ["translate", str(out), "1 2"]
+    elif damage == "missing key":
+        info = json.loads((step / "checkpoint.json").read_text())
+        del info["model"]["config"]
+        (step / "checkpoint.json").write_text(json.dumps(info))
+        broken, command = "checkpoint.json", ["translate", str(out), "1 2"]
+    else:
+        (step / "training.safetensors").write_bytes(b"{not safetensors")
+        broken = "training.safetensors"
+        command = ["train", str(files["train"]), "--out", str(out), "--steps", "4", "--resume",
+                   *TRAIN]
+    capsys.readouterr()
+    assert main(command) == 2
+    err = capsys.readouterr().err
+    assert broken in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
