@@ -34,6 +34,15 @@ def add_decoding_options(parser: argparse.ArgumentParser) -> None:
 def strategy_from_args(args: argparse.Namespace):
     if args.sample and args.beam:
         raise SystemExit("choose --beam or --sample, not both")
+    if args.beam is not None and args.beam < 1:
+        raise SystemExit(f"--beam must be at least 1, got {args.beam}")
+    sampling_only = [name for name, value in (("--top-k", args.top_k), ("--top-p", args.top_p),
+                                               ("--seed", args.seed)) if value is not None]
+    if args.temperature != 1.0:
+        sampling_only.append("--temperature")
+    if sampling_only and not args.sample:
+        verb = "applies" if len(sampling_only) == 1 else "apply"
+        raise SystemExit(f"{', '.join(sampling_only)} {verb} only with --sample")
     if args.sample:
         return Sampling(args.temperature, args.top_k, args.top_p, args.seed)
     if args.beam:

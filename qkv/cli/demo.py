@@ -52,7 +52,9 @@ def run(args: argparse.Namespace) -> int:
         return 0
     out = Path(args.out or f"runs/demo-{args.task}-{time.strftime('%Y%m%d-%H%M%S')}")
     settings = dict(TRANSLATE if args.task == "translate" else POEMS, seed=args.seed)
-    if args.steps:
+    if args.steps is not None:
+        if args.steps < 1:
+            raise SystemExit(f"qkv demo: --steps must be at least 1, got {args.steps}")
         settings["steps"] = args.steps
     return (translate_demo if args.task == "translate" else poems_demo)(out, settings,
                                                                         not args.no_progress)

@@ -103,6 +103,8 @@ def save_checkpoint(
     directory.mkdir(parents=True, exist_ok=True)
     final = directory / f"step-{step:08d}"
     staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=directory))
+    os.chmod(staging, 0o777 & ~_umask())          # mkdtemp makes 0700; a run is as shareable as
+                                                  # any folder the user makes
     try:
         save_model(model, str(staging / "model.safetensors"))
         info = {
@@ -119,6 +121,8 @@ def save_checkpoint(
             save_file(tensors, str(staging / "training.safetensors"))
         (staging / "checkpoint.json").write_text(json.dumps(info, indent=1, ensure_ascii=False),
                                                  encoding="utf-8")
+        for file in staging.iterdir():            # safetensors writes 0600 files
+            os.chmod(file, 0o666 & ~_umask())
         _fsync_folder(staging)
         if final.exists():                        # re-saving the same step: swap, then delete
             old = final.with_name(f".{final.name}.old")
@@ -286,7 +290,14 @@ def _write_atomically(path: Path, text: str) -> None:
         file.write(text)
         file.flush()
         os.fsync(file.fileno())
+    os.chmod(temporary, 0o666 & ~_umask())
     os.replace(temporary, path)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _fsync_folder(folder: Path) -> None:
