@@ -65,6 +65,8 @@ def run(args: argparse.Namespace) -> int:
     from qkv.training.tasks import LanguageModelTask, TranslationTask
     from qkv.training.trainer import evaluate_loss
 
+    if args.limit is not None and args.limit < 1:
+        raise SystemExit(f"qkv evaluate: --limit must be at least 1, got {args.limit}")
     loaded = load_model(args.model)
     examples = evaluation_examples(loaded, args)[:args.limit]
     if not examples:

@@ -99,6 +99,8 @@ def save_checkpoint(
     class_name = type(model).__name__
     if class_name not in _MODELS:
         raise TypeError(f"can only checkpoint {', '.join(_MODELS)}, got {class_name}")
+    if keep is not None and (not isinstance(keep, int) or keep < 1):
+        raise ValueError(f"keep must be a positive number of checkpoints or None, got {keep!r}")
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     final = directory / f"step-{step:08d}"
