@@ -46,6 +46,11 @@ class Batch:
     inputs: Tensor
     targets: Tensor
 
+    def to(self, device: torch.device) -> Batch:
+        """The batch on ``device`` (the model's)."""
+        return Batch(None if self.source is None else self.source.to(device),
+                     self.inputs.to(device), self.targets.to(device))
+
 
 class TranslationTask:
     """Sequence-to-sequence training on (source, target) text pairs."""
@@ -80,6 +85,7 @@ class TranslationTask:
         return Batch(pad_batch([s for s, _ in examples], self.pad_id), target[:, :-1], target[:, 1:])
 
     def loss(self, model: nn.Module, batch: Batch, smoothing: float) -> Loss:
+        batch = batch.to(next(model.parameters()).device)
         logits = model(batch.source, batch.inputs)                           # (B, T, V)
         return label_smoothed_cross_entropy(logits, batch.targets, smoothing=smoothing,
                                             ignore_index=self.pad_id)
@@ -115,6 +121,7 @@ class LanguageModelTask:
         return Batch(None, ids[:, :-1], ids[:, 1:])
 
     def loss(self, model: nn.Module, batch: Batch, smoothing: float) -> Loss:
+        batch = batch.to(next(model.parameters()).device)
         logits = model(batch.inputs)                                         # (B, T, V)
         return label_smoothed_cross_entropy(logits, batch.targets, smoothing=smoothing,
                                             ignore_index=self.pad_id)
