@@ -8,13 +8,22 @@ from collections.abc import Sequence
 
 __all__ = ["bleu", "chrf", "exact_match", "bleu_tokenizer"]
 
-_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]")
+_HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+_KANA_HANGUL = re.compile(r"[\u3040-\u30ff\u1100-\u11ff\uac00-\ud7af]")
 
 
 def bleu_tokenizer(references: Sequence[str]) -> str:
-    """sacrebleu's tokenizer for the references' language: ``"zh"`` for Chinese/Japanese/Korean
-    text (each character a word), else the standard ``"13a"``."""
-    return "zh" if any(_CJK.search(r) for r in references) else "13a"
+    """sacrebleu's tokenizer for the references' language: ``"char"`` where there is Japanese
+    kana or Korean Hangul (every character a word; sacrebleu's own ja/ko tokenizers need MeCab),
+    ``"zh"`` for Chinese (each Han character a word, other text as ``13a``), else ``"13a"``.
+
+    Example:
+        >>> bleu_tokenizer(["我爱我的狗"]), bleu_tokenizer(["これはペンです"]), bleu_tokenizer(["I"])
+        ('zh', 'char', '13a')
+    """
+    if any(_KANA_HANGUL.search(r) for r in references):
+        return "char"
+    return "zh" if any(_HAN.search(r) for r in references) else "13a"
 
 
 def _check(hypotheses: Sequence[str], references: Sequence[str]) -> None:
