@@ -328,8 +328,8 @@ def _sample(logits: Tensor, strategy: Sampling, generator: torch.Generator | Non
     """One token per row from ``logits (N, V)`` under temperature, top-k and top-p."""
     logits = logits / strategy.temperature
     if strategy.top_k is not None and strategy.top_k < logits.shape[-1]:
-        kth = logits.topk(strategy.top_k, dim=-1).values[:, -1:]        # (N, 1)
-        logits = logits.masked_fill(logits < kth, -math.inf)
+        values, indices = logits.topk(strategy.top_k, dim=-1)           # (N, k): ties cut at k
+        logits = torch.full_like(logits, -math.inf).scatter(-1, indices, values)
     if strategy.top_p is not None and strategy.top_p < 1:
         sorted_logits, order = logits.sort(dim=-1, descending=True)
         probs = sorted_logits.softmax(dim=-1)

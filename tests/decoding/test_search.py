@@ -178,3 +178,11 @@ def test_seeded_sampling_draws_differently_in_each_batch(language_model):
     assert out[:3] != out[3:]
     assert out == generate_texts(language_model, tokenizer, prompts, Sampling(seed=7),
                                  batch_size=3, max_new_tokens=8)
+
+
+def test_top_k_keeps_exactly_k_tokens_even_with_ties():
+    from qkv.decoding.search import _sample
+
+    logits = torch.tensor([[2.0, 2.0, 2.0, 0.0]]).expand(200, 4)
+    drawn = _sample(logits, Sampling(top_k=1, seed=0), torch.Generator().manual_seed(0))
+    assert drawn.unique().numel() == 1
