@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from qkv.data.sources import Corpus, load_corpus
+from qkv.data.sources import Corpus, corpus_from_description, load_corpus
 from qkv.models import (
     LanguageModel,
     LanguageModelConfig,
@@ -67,17 +67,12 @@ def _model_config(args: argparse.Namespace, task: str, source: Tokenizer, target
 def _resumed_corpus(args: argparse.Namespace, saved: dict) -> Corpus:
     """The corpus a run was trained on, as its checkpoint describes it; a different DATA is an
     error, not a silent switch."""
-    if "name" in saved:
-        same = args.data == saved["name"]
-        corpus = load_corpus(saved["name"], size=saved.get("size"), seed=saved.get("seed", 0))
-    else:
-        same = Path(args.data).resolve() == Path(saved["path"])
-        corpus = load_corpus(saved["path"], target=saved.get("target"), valid=saved.get("valid"),
-                             test=saved.get("test"), seed=saved.get("seed", 0))
+    same = (args.data == saved["name"] if "name" in saved
+            else Path(args.data).resolve() == Path(saved["path"]))
     if not same:
         raise SystemExit(f"--resume continues {args.out} on its own data "
                          f"({saved.get('name') or saved.get('path')}), not {args.data}")
-    return corpus
+    return corpus_from_description(saved)
 
 
 def prepare_run(args: argparse.Namespace) -> Run:

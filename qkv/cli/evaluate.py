@@ -33,7 +33,7 @@ def add_parser(commands) -> None:
 
 def evaluation_examples(loaded, args) -> list:
     """The examples to score: ``--data``, or the checkpoint's own corpus split."""
-    from qkv.data.sources import load_corpus
+    from qkv.data.sources import corpus_from_description
     from qkv.data.text import read_lines, read_parallel
 
     if args.data:
@@ -45,16 +45,11 @@ def evaluation_examples(loaded, args) -> list:
                          "its own; pass --data FILE")
     from qkv.training.checkpoint import load_checkpoint
     description = load_checkpoint(loaded.name).metadata.get("data", {})
-    if "name" in description:
-        corpus = load_corpus(description["name"], size=description.get("size"),
-                             seed=description.get("seed", 0))
-    elif description.get(args.split):
-        reader = read_parallel if loaded.task == "translation" else read_lines
-        return reader(description[args.split])
-    else:
-        raise SystemExit(f"{loaded.name} was trained on files without a {args.split} set; "
-                         "pass --data FILE")
-    return getattr(corpus, args.split)
+    examples = getattr(corpus_from_description(description), args.split)
+    if not examples:
+        raise SystemExit(f"{loaded.name} was trained without a {args.split} set (qkv train "
+                         f"--{args.split} FILE keeps one with the run); pass --data FILE")
+    return examples
 
 
 def run(args: argparse.Namespace) -> int:

@@ -18,7 +18,7 @@ from qkv.data.poems import read_poems
 from qkv.data.text import read_lines, read_parallel
 from qkv.data.toy import TOY_TASKS, toy_pairs
 
-__all__ = ["Corpus", "load_corpus", "BUILTIN_CORPORA"]
+__all__ = ["Corpus", "load_corpus", "corpus_from_description", "BUILTIN_CORPORA"]
 
 BUILTIN_CORPORA = ("en-zh", *TOY_TASKS, "poems")
 
@@ -98,3 +98,16 @@ def load_corpus(source: str, *, target: str | None = None, valid: str | None = N
                   read(test) if test is not None else [],
                   {"path": resolved(source), "target": resolved(target), "valid": resolved(valid),
                    "test": resolved(test), "seed": seed})
+
+
+def corpus_from_description(description: dict[str, Any]) -> Corpus:
+    """The corpus again, from the ``description`` of a :class:`Corpus` (saved with every
+    checkpoint): same examples, same held-out split."""
+    if "name" in description:
+        return load_corpus(description["name"], size=description.get("size"),
+                           seed=description.get("seed", 0))
+    if "path" not in description:
+        raise ValueError(f"not a corpus description: {description!r}")
+    return load_corpus(description["path"], target=description.get("target"),
+                       valid=description.get("valid"), test=description.get("test"),
+                       seed=description.get("seed", 0))

@@ -207,3 +207,15 @@ def test_a_damaged_checkpoint_is_one_line_naming_the_file(files, tmp_path, damag
     assert main(command) == 2
     err = capsys.readouterr().err
     assert broken in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_evaluate_on_the_held_out_validation_split(files, tmp_path, capsys):
+    """Without --valid, 2% of the data is held out; evaluate --split valid finds the same pairs."""
+    out = str(tmp_path / "run")
+    assert main(["train", str(files["train"]), "--tokenizer", "word", "--steps", "2", "--out", out,
+                 "--seed", "5", *TRAIN]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", out, "--split", "valid", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["examples"] == 8       # 2% of 400
+    with pytest.raises(SystemExit, match="without a test set"):
+        main(["evaluate", out])
