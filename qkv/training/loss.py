@@ -54,6 +54,10 @@ def label_smoothed_cross_entropy(logits: Tensor, target: Tensor, *, smoothing: f
     if logits.shape[:-1] != target.shape:
         raise ValueError(f"logits {shape_str(logits.shape)} must be target "
                          f"{shape_str(target.shape)} plus a vocabulary dimension")
+    scored = target if ignore_index is None else target[target != ignore_index]
+    if scored.numel() and (scored.min() < 0 or scored.max() >= logits.shape[-1]):
+        raise ValueError(f"target ids must be in [0, {logits.shape[-1]}) (or ignore_index), got "
+                         f"ids from {scored.min().item()} to {scored.max().item()}")
     log_probs = torch.log_softmax(logits.float(), dim=-1)                          # (..., V)
     nll = -log_probs.gather(-1, target.clamp(min=0).unsqueeze(-1)).squeeze(-1)     # (...)
     uniform = -log_probs.mean(dim=-1)                                              # (...)

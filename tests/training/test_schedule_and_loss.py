@@ -64,3 +64,8 @@ def test_label_smoothing_agrees_with_pytorch_and_ignores_padding():
 def test_loss_shapes_are_checked():
     with pytest.raises(ValueError, match=r"logits \(2, 5\) must be target \(3\)"):
         label_smoothed_cross_entropy(torch.randn(2, 5), torch.zeros(3, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"target ids must be in \[0, 5\).*-100 to 1"):
+        label_smoothed_cross_entropy(torch.randn(2, 5), torch.tensor([1, -100]))
+    loss = label_smoothed_cross_entropy(torch.randn(2, 5), torch.tensor([1, -100]),
+                                        ignore_index=-100)
+    assert loss.tokens.item() == 1
