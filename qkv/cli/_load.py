@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from torch import nn
@@ -30,6 +30,7 @@ class Loaded:
     target_tokenizer: Tokenizer
     name: str
     pretrained: bool = False
+    metadata: dict = field(default_factory=dict)      # a qkv checkpoint's (data, training…)
 
 
 def load_model(spec: str) -> Loaded:
@@ -48,7 +49,7 @@ def load_model(spec: str) -> Loaded:
     from qkv.training.checkpoint import load_checkpoint
     checkpoint = load_checkpoint(path)
     return Loaded(checkpoint.model, checkpoint.task, checkpoint.source_tokenizer,
-                  checkpoint.target_tokenizer, str(checkpoint.path))
+                  checkpoint.target_tokenizer, str(checkpoint.path), metadata=checkpoint.metadata)
 
 
 def load_model_for(spec: str, task: str, command: str) -> Loaded:

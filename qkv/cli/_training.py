@@ -7,7 +7,6 @@ run trains exactly the model it stopped with.
 from __future__ import annotations
 
 import argparse
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,14 +14,9 @@ import torch
 from torch import nn
 
 from qkv.data.sources import Corpus, corpus_from_description, load_corpus
-from qkv.models import (
-    LanguageModel,
-    LanguageModelConfig,
-    Transformer,
-    TransformerConfig,
-)
-from qkv.tokenizers import Tokenizer, tokenizer_from_dict, train_tokenizer
-from qkv.training.checkpoint import resolve_checkpoint
+from qkv.models import LanguageModel, LanguageModelConfig, Transformer, TransformerConfig
+from qkv.tokenizers import Tokenizer, train_tokenizer
+from qkv.training.checkpoint import load_checkpoint
 from qkv.training.tasks import LanguageModelTask, TranslationTask
 from qkv.training.trainer import TrainConfig
 
@@ -78,17 +72,15 @@ def _resumed_corpus(args: argparse.Namespace, saved: dict) -> Corpus:
 def prepare_run(args: argparse.Namespace) -> Run:
     """Everything ``qkv train`` needs, from its parsed options. ``--resume`` takes the data, the
     model and the training settings from the run's checkpoint (only ``--steps`` may grow)."""
-    if args.resume:
-        info = json.loads((resolve_checkpoint(args.out) / "checkpoint.json").read_text("utf-8"))
-        corpus = _resumed_corpus(args, info["metadata"].get("data", {}))
-        source = tokenizer_from_dict(info["tokenizers"]["source"])
-        target = tokenizer_from_dict(info["tokenizers"]["target"])
-        config_class = TransformerConfig if info["model"]["class"] == "Transformer" else LanguageModelConfig
-        model_config = config_class(**info["model"]["config"])
-        if args.steps <= info["step"]:
-            raise SystemExit(f"{args.out} has trained {info['step']} steps already: pass a larger "
+    if args.resume:                              # the weights themselves are loaded by train()
+        saved = load_checkpoint(args.out)
+        corpus = _resumed_corpus(args, saved.metadata.get("data", {}))
+        source, target = saved.source_tokenizer, saved.target_tokenizer
+        model_config = saved.model.config
+        if args.steps <= saved.step:
+            raise SystemExit(f"{args.out} has trained {saved.step} steps already: pass a larger "
                              "--steps to train more")
-        config = TrainConfig(**{**info["metadata"]["training"], "steps": args.steps})
+        config = TrainConfig(**{**saved.metadata["training"], "steps": args.steps})
     else:
         corpus = load_corpus(args.data, target=args.target, valid=args.valid, test=args.test,
                              size=args.size, seed=args.seed)
@@ -123,7 +115,7 @@ def prepare_run(args: argparse.Namespace) -> Run:
         raise SystemExit("no validation examples (each must fit --max-len): pass a --valid file "
                          "or a larger data set")
     parameters = sum(p.numel() for p in model.parameters())
-    resuming = (f"resuming {args.out} at step {info['step']} of {config.steps}, with the run's own "
+    resuming = (f"resuming {args.out} at step {saved.step} of {config.steps}, with the run's own "
                 "data, model and training settings\n") if args.resume else ""
     summary = resuming + (f"{corpus.task}: {len(train)} training / {len(valid)} validation examples; "
                f"vocabularies {source.vocab_size} (source) / {target.vocab_size} (target); "

@@ -43,9 +43,7 @@ def evaluation_examples(loaded, args) -> list:
     if loaded.pretrained:
         raise SystemExit(f"qkv evaluate: {loaded.name} is a pretrained model, with no test set of "
                          "its own; pass --data FILE")
-    from qkv.training.checkpoint import load_checkpoint
-    description = load_checkpoint(loaded.name).metadata.get("data", {})
-    examples = getattr(corpus_from_description(description), args.split)
+    examples = getattr(corpus_from_description(loaded.metadata.get("data", {})), args.split)
     if not examples:
         raise SystemExit(f"{loaded.name} was trained without a {args.split} set (qkv train "
                          f"--{args.split} FILE keeps one with the run); pass --data FILE")

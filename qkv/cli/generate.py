@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from qkv.cli._decoding import (
-    add_decoding_options,
-    add_input_options,
-    strategy_from_args,
-)
+from qkv.cli._decoding import add_decoding_options, add_input_options, strategy_from_args
 from qkv.cli._help import DefaultsFormatter
 
 

@@ -91,13 +91,15 @@ def load_corpus(source: str, *, target: str | None = None, valid: str | None = N
         valid_examples = read(valid)
     else:
         examples, valid_examples = _hold_out(examples, seed)
-    def resolved(file: str | None) -> str | None:         # so that evaluate works from anywhere
-        return None if file is None else str(Path(file).resolve())
-
     return Corpus("translation" if parallel else "language_model", examples, valid_examples,
                   read(test) if test is not None else [],
-                  {"path": resolved(source), "target": resolved(target), "valid": resolved(valid),
-                   "test": resolved(test), "seed": seed})
+                  {"path": _resolved(source), "target": _resolved(target),
+                   "valid": _resolved(valid), "test": _resolved(test), "seed": seed})
+
+
+def _resolved(file: str | None) -> str | None:
+    """An absolute path, so that a saved description works from any working directory."""
+    return None if file is None else str(Path(file).resolve())
 
 
 def corpus_from_description(description: dict[str, Any]) -> Corpus:

@@ -20,12 +20,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from qkv._checks import (
-    check_index_range,
-    check_integer_tensor,
-    check_positive_int,
-    shape_str,
-)
+from qkv._checks import check_index_range, check_integer_tensor, check_positive_int, shape_str
 from qkv.models.config import ModelConfig
 
 __all__ = [

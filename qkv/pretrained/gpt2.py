@@ -120,8 +120,7 @@ def convert(hf_config: dict, checkpoint: Checkpoint) -> LanguageModel:
 def load_tokenizer(folder: Path, hf_config: dict) -> HuggingFaceTokenizer:
     """The byte-level BPE tokenizer of ``tokenizer.json`` (or ``vocab.json`` + ``merges.txt``),
     with ``bos_id = eos_id`` = ``<|endoftext|>``, no pad id, and prompts read as they are."""
-    from tokenizers import Tokenizer as RawTokenizer
-    from tokenizers import decoders, models, pre_tokenizers
+    from tokenizers import Tokenizer as RawTokenizer, decoders, models, pre_tokenizers
 
     if (folder / "tokenizer.json").is_file():
         raw = RawTokenizer.from_file(str(folder / "tokenizer.json"))

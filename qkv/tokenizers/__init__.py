@@ -1,11 +1,6 @@
 """Tokenizers: text ↔ ids, with special tokens, saved with every checkpoint."""
 
-from qkv.tokenizers.base import (
-    SPECIAL_TOKENS,
-    Tokenizer,
-    register_tokenizer,
-    tokenizer_from_dict,
-)
+from qkv.tokenizers.base import SPECIAL_TOKENS, Tokenizer, register_tokenizer, tokenizer_from_dict
 from qkv.tokenizers.bpe import BPETokenizer
 from qkv.tokenizers.vocab import CharTokenizer, WordTokenizer
 

@@ -104,8 +104,9 @@ def save_checkpoint(
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     final = directory / f"step-{step:08d}"
+    umask = _umask()
     staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=directory))
-    os.chmod(staging, 0o777 & ~_umask())          # mkdtemp makes 0700; a run is as shareable as
+    os.chmod(staging, 0o777 & ~umask)             # mkdtemp makes 0700; a run is as shareable as
                                                   # any folder the user makes
     try:
         save_model(model, str(staging / "model.safetensors"))
@@ -124,7 +125,7 @@ def save_checkpoint(
         (staging / "checkpoint.json").write_text(json.dumps(info, indent=1, ensure_ascii=False),
                                                  encoding="utf-8")
         for file in staging.iterdir():            # safetensors writes 0600 files
-            os.chmod(file, 0o666 & ~_umask())
+            os.chmod(file, 0o666 & ~umask)
         _fsync_folder(staging)
         if final.exists():                        # re-saving the same step: swap, then delete
             old = final.with_name(f".{final.name}.old")
@@ -137,7 +138,7 @@ def save_checkpoint(
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    _write_atomically(directory / LATEST, final.name + "\n")
+    _write_atomically(directory / LATEST, final.name + "\n", umask)
     if keep is not None:
         for old in sorted(directory.glob("step-*"))[:-keep]:
             if old != final:
@@ -286,13 +287,13 @@ def _python_rng_from_json(state: list) -> tuple:
     return version, tuple(internal), gauss
 
 
-def _write_atomically(path: Path, text: str) -> None:
+def _write_atomically(path: Path, text: str, umask: int) -> None:
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     with os.fdopen(handle, "w", encoding="utf-8") as file:
         file.write(text)
         file.flush()
         os.fsync(file.fileno())
-    os.chmod(temporary, 0o666 & ~_umask())
+    os.chmod(temporary, 0o666 & ~umask)
     os.replace(temporary, path)
 
 

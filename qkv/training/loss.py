@@ -54,7 +54,8 @@ def label_smoothed_cross_entropy(logits: Tensor, target: Tensor, *, smoothing: f
     if logits.shape[:-1] != target.shape:
         raise ValueError(f"logits {shape_str(logits.shape)} must be target "
                          f"{shape_str(target.shape)} plus a vocabulary dimension")
-    scored = target if ignore_index is None else target[target != ignore_index]
+    keep = None if ignore_index is None else target != ignore_index           # (...)
+    scored = target if keep is None else target[keep]
     if scored.numel() and (scored.min() < 0 or scored.max() >= logits.shape[-1]):
         raise ValueError(f"target ids must be in [0, {logits.shape[-1]}) (or ignore_index), got "
                          f"ids from {scored.min().item()} to {scored.max().item()}")
@@ -62,7 +63,6 @@ def label_smoothed_cross_entropy(logits: Tensor, target: Tensor, *, smoothing: f
     nll = -log_probs.gather(-1, target.clamp(min=0).unsqueeze(-1)).squeeze(-1)     # (...)
     uniform = -log_probs.mean(dim=-1)                                              # (...)
     loss = (1.0 - smoothing) * nll + smoothing * uniform                           # (...)
-    if ignore_index is None:
+    if keep is None:
         return Loss(loss.sum(), nll.sum(), torch.tensor(target.numel()))
-    keep = target != ignore_index
     return Loss(loss[keep].sum(), nll[keep].sum(), keep.sum())

@@ -24,11 +24,7 @@ from safetensors.torch import load_model
 from torch import nn
 
 from qkv.data.batching import token_batches
-from qkv.training.checkpoint import (
-    load_training_state,
-    resolve_checkpoint,
-    save_checkpoint,
-)
+from qkv.training.checkpoint import load_training_state, resolve_checkpoint, save_checkpoint
 from qkv.training.schedule import Schedule
 
 __all__ = ["TrainConfig", "TrainResult", "train", "evaluate_loss"]

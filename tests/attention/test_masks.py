@@ -3,13 +3,7 @@
 import pytest
 import torch
 
-from qkv import (
-    causal_mask,
-    combine_masks,
-    length_mask,
-    padding_mask,
-    scaled_dot_product_attention,
-)
+from qkv import causal_mask, combine_masks, length_mask, padding_mask, scaled_dot_product_attention
 
 
 def test_padding_mask_marks_real_tokens_and_broadcasts_over_heads_and_queries():

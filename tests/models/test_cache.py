@@ -4,13 +4,7 @@ import pytest
 import torch
 
 import qkv
-from qkv import (
-    KVCache,
-    LanguageModel,
-    LanguageModelConfig,
-    Transformer,
-    TransformerConfig,
-)
+from qkv import KVCache, LanguageModel, LanguageModelConfig, Transformer, TransformerConfig
 
 TINY = dict(d_model=16, num_heads=2, num_layers=2, d_ff=32, max_len=64, dropout=0.0)
 V = 30
