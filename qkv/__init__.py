@@ -33,6 +33,8 @@ from qkv.models import (
     PostNorm,
     PreNorm,
     RotaryPositions,
+    SequenceClassifier,
+    SequenceClassifierConfig,
     SinusoidalPositions,
     Transformer,
     TransformerConfig,

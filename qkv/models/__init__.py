@@ -3,7 +3,8 @@
 Folder map: ``config`` (dataclass configs), ``positions`` (sinusoidal, learned, rotary),
 ``feed_forward``, ``residual`` (post-/pre-norm), ``embeddings``, ``layers`` (encoder and decoder
 layers), ``stacks`` (N layers), ``cache`` (KV cache), and the models: ``transformer``
-(encoder–decoder), ``language_model`` (decoder-only), ``encoder_model`` (encoder-only).
+(encoder–decoder), ``language_model`` (decoder-only), ``encoder_model`` (encoder-only), and
+``classifier`` (an encoder with a classification head).
 """
 
 from qkv.models.cache import KVCache
@@ -11,8 +12,10 @@ from qkv.models.config import (
     EncoderModelConfig,
     LanguageModelConfig,
     ModelConfig,
+    SequenceClassifierConfig,
     TransformerConfig,
 )
+from qkv.models.classifier import SequenceClassifier
 from qkv.models.embeddings import Embeddings
 from qkv.models.encoder_model import EncoderModel
 from qkv.models.feed_forward import FeedForward
@@ -27,10 +30,12 @@ __all__ = [
     "Transformer",
     "LanguageModel",
     "EncoderModel",
+    "SequenceClassifier",
     "ModelConfig",
     "TransformerConfig",
     "LanguageModelConfig",
     "EncoderModelConfig",
+    "SequenceClassifierConfig",
     "KVCache",
     "Encoder",
     "Decoder",

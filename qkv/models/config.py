@@ -14,10 +14,12 @@ from dataclasses import dataclass
 
 from qkv._checks import check_bool, check_int, check_positive_int, check_probability
 
-__all__ = ["ModelConfig", "TransformerConfig", "LanguageModelConfig", "EncoderModelConfig"]
+__all__ = ["ModelConfig", "TransformerConfig", "LanguageModelConfig", "EncoderModelConfig",
+           "SequenceClassifierConfig"]
 
 POSITIONS = ("sinusoidal", "learned", "rotary")
 ACTIVATIONS = ("relu", "gelu", "gelu_tanh", "silu")
+POOLINGS = ("cls", "mean")
 
 
 @dataclass(frozen=True)
@@ -199,6 +201,62 @@ class EncoderModelConfig(ModelConfig):
         super().__post_init__()
         check_int("type_vocab_size", self.type_vocab_size, minimum=0)
         check_bool("embedding_norm", self.embedding_norm)
+
+
+@dataclass(frozen=True)
+class SequenceClassifierConfig(EncoderModelConfig):
+    """An encoder-only model with a classification head: one label per sequence.
+
+    Args:
+        labels: the label names, in the order of the head's outputs (class ``i`` is
+            ``labels[i]``); at least two, distinct, non-empty.
+        pooling: how the sequence becomes one vector: ``"cls"``, the first token's hidden state
+            (BERT's ``[CLS]``, qkv's ``<bos>``), or ``"mean"``, the mean over non-padding tokens
+            (sentence-transformers).
+        pooler: a dense layer with tanh on the pooled vector before the head (BERT's pooler, as
+            ``BertForSequenceClassification`` has it).
+        classifier_dropout: dropout on the pooled vector before the head; ``None``: ``dropout``.
+
+    Example:
+        >>> from qkv import SequenceClassifierConfig
+        >>> config = SequenceClassifierConfig(vocab_size=100, d_model=32, num_heads=4,
+        ...                                   labels=["negative", "positive"], pooling="mean")
+        >>> config.num_labels, config.labels
+        (2, ('negative', 'positive'))
+    """
+
+    labels: tuple[str, ...] = ()
+    pooling: str = "cls"
+    pooler: bool = False
+    classifier_dropout: float | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if isinstance(self.labels, str) or not all(isinstance(x, str) for x in self.labels):
+            raise TypeError(f"labels must be a sequence of label names (str), got {self.labels!r}")
+        labels = tuple(self.labels)
+        object.__setattr__(self, "labels", labels)      # a list (from JSON) becomes a tuple
+        if len(labels) < 2:
+            raise ValueError(f"a classifier needs at least 2 labels, got {list(labels)}")
+        if any(not label.strip() for label in labels):
+            raise ValueError(f"label names must not be empty, got {list(labels)}")
+        if len(set(labels)) != len(labels):
+            repeated = sorted({label for label in labels if labels.count(label) > 1})
+            raise ValueError(f"label names must be distinct; repeated: {repeated}")
+        _check_choice("pooling", self.pooling, POOLINGS)
+        check_bool("pooler", self.pooler)
+        if self.classifier_dropout is not None:
+            check_probability("classifier_dropout", self.classifier_dropout)
+
+    @property
+    def num_labels(self) -> int:
+        """C, the number of classes."""
+        return len(self.labels)
+
+    def encoder_config(self) -> EncoderModelConfig:
+        """The encoder's part of this config (every field but the head's)."""
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(EncoderModelConfig)}
+        return EncoderModelConfig(**fields)
 
 
 def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:

@@ -34,6 +34,8 @@ from qkv.models import (
     EncoderModelConfig,
     LanguageModel,
     LanguageModelConfig,
+    SequenceClassifier,
+    SequenceClassifierConfig,
     Transformer,
     TransformerConfig,
 )
@@ -47,7 +49,8 @@ VERSION = 1
 LATEST = "latest"
 _MODELS = {"Transformer": (Transformer, TransformerConfig),
            "LanguageModel": (LanguageModel, LanguageModelConfig),
-           "EncoderModel": (EncoderModel, EncoderModelConfig)}
+           "EncoderModel": (EncoderModel, EncoderModelConfig),
+           "SequenceClassifier": (SequenceClassifier, SequenceClassifierConfig)}
 
 
 @dataclass
@@ -55,9 +58,9 @@ class Checkpoint:
     """A loaded checkpoint: the model (in eval mode) and what is needed to feed it.
 
     Attributes:
-        model: a :class:`~qkv.Transformer`, :class:`~qkv.LanguageModel` or
-            :class:`~qkv.EncoderModel`.
-        task: ``"translation"`` or ``"language_model"``.
+        model: a :class:`~qkv.Transformer`, :class:`~qkv.LanguageModel`,
+            :class:`~qkv.EncoderModel` or :class:`~qkv.SequenceClassifier`.
+        task: ``"translation"``, ``"language_model"`` or ``"classification"``.
         source_tokenizer, target_tokenizer: the same object for a language model.
         step: optimizer steps taken.
         path: the checkpoint folder.
