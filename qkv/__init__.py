@@ -13,7 +13,7 @@ from qkv.attention import (
     padding_mask,
     scaled_dot_product_attention,
 )
-from qkv.decoding import BeamSearch, Greedy, Sampling, generate, translate
+from qkv.decoding import BeamSearch, Greedy, Sampling, classify_texts, generate, translate
 from qkv.interop import from_torch, mask_from_torch
 from qkv.models import (
     Decoder,
@@ -47,5 +47,5 @@ __version__ = "0.1.0"
 
 __all__ = [*attention.__all__, *models.__all__, *interop.__all__, "__version__",
            "trace", "attention_document", "load_checkpoint", "save_checkpoint",
-           "translate", "generate", "Greedy", "BeamSearch", "Sampling", "load_pretrained",
+           "translate", "generate", "classify_texts", "Greedy", "BeamSearch", "Sampling", "load_pretrained",
            "embed_sentences"]

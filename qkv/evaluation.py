@@ -1,12 +1,13 @@
 """Scores of decoded text: BLEU and chrF with sacrebleu (the standard implementation), exact
-match for the toy tasks; perplexity comes from :func:`qkv.training.trainer.evaluate_loss`."""
+match for the toy tasks; of classifiers: accuracy, F1 and the confusion matrix with
+scikit-learn's metrics. Perplexity comes from :func:`qkv.training.trainer.evaluate_loss`."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
 
-__all__ = ["bleu", "chrf", "exact_match", "bleu_tokenizer"]
+__all__ = ["bleu", "chrf", "exact_match", "bleu_tokenizer", "classification_scores"]
 
 _HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _KANA_HANGUL = re.compile(r"[\u3040-\u30ff\u1100-\u11ff\uac00-\ud7af]")
@@ -62,3 +63,34 @@ def exact_match(hypotheses: Sequence[str], references: Sequence[str]) -> float:
     """
     _check(hypotheses, references)
     return 100.0 * sum(h.strip() == r.strip() for h, r in zip(hypotheses, references)) / len(references)
+
+
+def classification_scores(predicted: Sequence[str], gold: Sequence[str],
+                          labels: Sequence[str]) -> dict:
+    """Accuracy, macro-F1, per-label precision / recall / F1 / support, and the confusion matrix
+    (rows: the gold label, columns: the predicted one, both in the order of ``labels``), computed
+    by scikit-learn. Accuracy and F1 are percentages.
+
+    Example:
+        >>> scores = classification_scores(["a", "b", "b"], ["a", "b", "a"], ["a", "b"])
+        >>> round(scores["accuracy"], 1), round(scores["macro_f1"], 1), scores["confusion"]
+        (66.7, 66.7, [[1, 1], [0, 1]])
+        >>> scores["per_label"]["a"]
+        {'precision': 100.0, 'recall': 50.0, 'f1': 66.666..., 'support': 2}
+    """
+    from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
+
+    _check(predicted, gold)
+    labels = list(labels)
+    precision, recall, f1, support = precision_recall_fscore_support(
+        gold, predicted, labels=labels, zero_division=0)
+    present = [i for i, count in enumerate(support) if count]       # labels the data holds
+    return {
+        "accuracy": 100.0 * accuracy_score(gold, predicted),
+        "macro_f1": 100.0 * float(f1[present].mean()) if present else 0.0,
+        "per_label": {label: {"precision": 100.0 * float(precision[i]),
+                              "recall": 100.0 * float(recall[i]), "f1": 100.0 * float(f1[i]),
+                              "support": int(support[i])} for i, label in enumerate(labels)},
+        "labels": labels,
+        "confusion": confusion_matrix(gold, predicted, labels=labels).tolist(),
+    }

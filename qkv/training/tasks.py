@@ -4,6 +4,8 @@
   ``<eos>``, the decoder reads ``<bos> y1 … yn`` and predicts ``y1 … yn <eos>`` (teacher forcing).
 * :class:`LanguageModelTask` — a decoder-only model on texts: reads ``<bos> x1 … xn`` and
   predicts ``x1 … xn <eos>``; texts longer than the model's ``max_len`` are cut into pieces.
+* :class:`ClassificationTask` — a sequence classifier on (text, label) pairs: reads
+  ``<bos> x1 … xn <eos>`` (BERT's ``[CLS] … [SEP]``) and predicts the label's index.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from torch import Tensor, nn
 from qkv.tokenizers.base import Tokenizer
 from qkv.training.loss import Loss, label_smoothed_cross_entropy
 
-__all__ = ["TranslationTask", "LanguageModelTask", "Batch", "pad_batch"]
+__all__ = ["TranslationTask", "LanguageModelTask", "ClassificationTask", "Batch", "pad_batch",
+           "classification_ids"]
 
 
 def pad_batch(sequences: Sequence[Sequence[int]], pad_id: int) -> Tensor:
@@ -37,9 +40,11 @@ def pad_batch(sequences: Sequence[Sequence[int]], pad_id: int) -> Tensor:
 
 @dataclass
 class Batch:
-    """Model inputs and the tokens to predict. ``source`` is ``None`` for a language model.
+    """Model inputs and what to predict. ``source`` is ``None`` for a language model and a
+    classifier.
 
-    Shape: ``source (B, S)``, ``inputs (B, T)``, ``targets (B, T)`` (padding = the pad id).
+    Shape: ``source (B, S)``, ``inputs (B, T)``, ``targets (B, T)`` (padding = the pad id), or
+    ``targets (B,)`` label indices for a classifier.
     """
 
     source: Tensor | None
@@ -125,3 +130,84 @@ class LanguageModelTask:
         logits = model(batch.inputs)                                         # (B, T, V)
         return label_smoothed_cross_entropy(logits, batch.targets, smoothing=smoothing,
                                             ignore_index=self.pad_id)
+
+
+def classification_ids(tokenizer: Tokenizer, text: str, max_len: int) -> list[int]:
+    """What a classifier reads for ``text``: ``<bos> x1 … xn <eos>`` (``[CLS] … [SEP]`` for BERT;
+    each only where the tokenizer has it), the content cut so that the whole fits ``max_len``.
+
+    Example:
+        >>> from qkv.tokenizers import CharTokenizer
+        >>> tokenizer = CharTokenizer.train(["abc"])
+        >>> tokenizer.tokens(classification_ids(tokenizer, "abcabc", max_len=5))
+        ['<bos>', 'a', 'b', 'c', '<eos>']
+    """
+    bos = [] if tokenizer.bos_id is None else [tokenizer.bos_id]
+    eos = [] if tokenizer.eos_id is None else [tokenizer.eos_id]
+    room = max_len - len(bos) - len(eos)
+    if room < 1:
+        raise ValueError(f"max_len {max_len} leaves no room for text between the special tokens")
+    return [*bos, *tokenizer.encode(text)[:room], *eos]
+
+
+class ClassificationTask:
+    """One label per text: cross-entropy (label-smoothed, optionally class-weighted) on the
+    classifier's logits.
+
+    Args:
+        tokenizer: turns texts into ids (:func:`classification_ids`).
+        labels: the label names, in the classifier's output order.
+        max_len: the most ids a text may have (longer texts are cut).
+        class_weights: one weight per label, multiplying each example's loss (for imbalanced
+            data, e.g. "balanced": ``n_examples / (n_labels · count of the label)``); ``None``:
+            all 1.
+    """
+
+    name = "classification"
+
+    def __init__(self, tokenizer: Tokenizer, labels: Sequence[str], max_len: int,
+                 class_weights: Sequence[float] | None = None) -> None:
+        tokenizer.require("pad")
+        self.source_tokenizer = self.target_tokenizer = tokenizer
+        self.pad_id = tokenizer.pad_id
+        self.labels = tuple(labels)
+        self.index = {label: i for i, label in enumerate(self.labels)}
+        self.max_len = max_len
+        if class_weights is not None:
+            class_weights = [float(w) for w in class_weights]
+            if len(class_weights) != len(self.labels) or min(class_weights) <= 0:
+                raise ValueError(f"class_weights must be {len(self.labels)} positive numbers (one "
+                                 f"per label), got {class_weights}")
+        self.class_weights = class_weights
+
+    def encode_text(self, text: str) -> list[int]:
+        return classification_ids(self.source_tokenizer, text, self.max_len)
+
+    def encode(self, pairs: Sequence[tuple[str, str]]) -> list[tuple[list[int], int]]:
+        """(text, label) pairs → (ids, label index) pairs. A label the task does not know is a
+        ValueError naming it and the known ones."""
+        unknown = sorted({label for _, label in pairs if label not in self.index})
+        if unknown:
+            raise ValueError(f"unknown label(s) {unknown[:10]}; this classifier knows "
+                             f"{list(self.labels)}")
+        return [(self.encode_text(text), self.index[label]) for text, label in pairs]
+
+    @staticmethod
+    def lengths(examples) -> list[int]:
+        return [len(ids) for ids, _ in examples]
+
+    def collate(self, examples) -> Batch:
+        return Batch(None, pad_batch([ids for ids, _ in examples], self.pad_id),      # (B, T)
+                     torch.tensor([label for _, label in examples], dtype=torch.long))  # (B,)
+
+    def loss(self, model: nn.Module, batch: Batch, smoothing: float) -> Loss:
+        """Summed over the batch's examples; ``tokens`` counts examples."""
+        batch = batch.to(next(model.parameters()).device)
+        logits = model(batch.inputs)                                         # (B, C)
+        if self.class_weights is None:
+            return label_smoothed_cross_entropy(logits, batch.targets, smoothing=smoothing)
+        log_probs = torch.log_softmax(logits.float(), dim=-1)                # (B, C)
+        nll = -log_probs.gather(-1, batch.targets.unsqueeze(-1)).squeeze(-1)  # (B,)
+        smoothed = (1.0 - smoothing) * nll - smoothing * log_probs.mean(dim=-1)  # (B,)
+        weights = torch.tensor(self.class_weights, device=logits.device)[batch.targets]  # (B,)
+        return Loss((weights * smoothed).sum(), nll.sum(), torch.tensor(len(nll)))
