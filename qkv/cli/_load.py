@@ -11,18 +11,19 @@ from qkv.tokenizers.base import Tokenizer
 
 __all__ = ["Loaded", "load_model", "load_model_for", "read_inputs"]
 
-_TASKS = {"Transformer": "translation", "LanguageModel": "language_model", "EncoderModel": "encoder"}
+_TASKS = {"Transformer": "translation", "LanguageModel": "language_model", "EncoderModel": "encoder",
+          "SequenceClassifier": "classification"}
 # What a model of each task is, and which commands run it: for one-line errors.
 _KINDS = {"translation": "an encoder-decoder", "language_model": "a language model",
-          "encoder": "an encoder-only model"}
+          "encoder": "an encoder-only model", "classification": "a sequence classifier"}
 _COMMANDS = {"translation": "qkv translate", "language_model": "qkv generate",
-             "encoder": "qkv embed, qkv view or qkv serve"}
+             "encoder": "qkv embed, qkv view or qkv serve", "classification": "qkv classify"}
 
 
 @dataclass
 class Loaded:
     """A model ready to run (eval mode) with its tokenizers and what it does: ``task`` is
-    ``"translation"``, ``"language_model"`` or ``"encoder"``."""
+    ``"translation"``, ``"language_model"``, ``"encoder"`` or ``"classification"``."""
 
     model: nn.Module
     task: str
@@ -35,7 +36,8 @@ class Loaded:
 
 def load_model(spec: str) -> Loaded:
     """A qkv checkpoint (its folder or its run folder), or a pretrained model: ``"minilm"`` or a
-    Hugging Face-format folder (``config.json`` + ``model.safetensors``)."""
+    Hugging Face-format folder (``config.json`` + ``model.safetensors``; a
+    ``BertForSequenceClassification`` folder is a classifier)."""
     path = Path(spec)
     is_pretrained = spec == "minilm" or (path / "config.json").is_file()
     if is_pretrained:

@@ -1,12 +1,14 @@
 """From ``qkv train``'s options to a ready run: corpus, tokenizers, task, model, settings.
 
 Resuming takes the model config and tokenizers from the run's latest checkpoint, so a resumed
-run trains exactly the model it stopped with.
+run trains exactly the model it stopped with. A classifier may start from a pretrained encoder
+(``--init``), whose tokenizer it then uses.
 """
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,11 +16,19 @@ import torch
 from torch import nn
 
 from qkv.data.sources import Corpus, corpus_from_description, load_corpus
-from qkv.models import LanguageModel, LanguageModelConfig, Transformer, TransformerConfig
+from qkv.decoding.classify import input_limit
+from qkv.models import (
+    LanguageModel,
+    LanguageModelConfig,
+    SequenceClassifier,
+    SequenceClassifierConfig,
+    Transformer,
+    TransformerConfig,
+)
 from qkv.tokenizers import Tokenizer, train_tokenizer
 from qkv.training.checkpoint import load_checkpoint
-from qkv.training.tasks import LanguageModelTask, TranslationTask
-from qkv.training.trainer import TrainConfig
+from qkv.training.tasks import ClassificationTask, LanguageModelTask, TranslationTask
+from qkv.training.trainer import TrainConfig, evaluate_accuracy
 
 __all__ = ["Run", "prepare_run"]
 
@@ -26,13 +36,14 @@ __all__ = ["Run", "prepare_run"]
 @dataclass
 class Run:
     corpus: Corpus
-    task: TranslationTask | LanguageModelTask
+    task: TranslationTask | LanguageModelTask | ClassificationTask
     model: nn.Module
     train: list
     valid: list
     config: TrainConfig
     metadata: dict
     summary: str
+    extra_validation: Callable[[nn.Module], dict[str, float]] | None = None
 
 
 def _tokenizers(args: argparse.Namespace, corpus: Corpus) -> tuple[Tokenizer, Tokenizer]:
@@ -40,22 +51,71 @@ def _tokenizers(args: argparse.Namespace, corpus: Corpus) -> tuple[Tokenizer, To
     default = DEFAULT_TOKENIZERS.get(corpus.description.get("name"), ("bpe", "bpe"))
     source_kind = args.source_tokenizer or args.tokenizer or default[0]
     target_kind = args.target_tokenizer or args.tokenizer or default[1]
-    if corpus.task == "language_model":
-        tokenizer = train_tokenizer(target_kind, corpus.train, vocab_size=args.vocab_size)
+    if corpus.task in ("language_model", "classification"):
+        texts = corpus.train if corpus.task == "language_model" else (t for t, _ in corpus.train)
+        tokenizer = train_tokenizer(target_kind, texts, vocab_size=args.vocab_size)
         return tokenizer, tokenizer
     return (train_tokenizer(source_kind, (s for s, _ in corpus.train), vocab_size=args.vocab_size),
             train_tokenizer(target_kind, (t for _, t in corpus.train), vocab_size=args.vocab_size))
 
 
-def _model_config(args: argparse.Namespace, task: str, source: Tokenizer, target: Tokenizer):
+def _model_config(args: argparse.Namespace, corpus: Corpus, source: Tokenizer, target: Tokenizer):
     from qkv.cli.train import SIZES
     d_model, heads, layers, d_ff = SIZES[args.model]
     common = dict(d_model=args.d_model or d_model, num_heads=args.heads or heads,
                   num_layers=args.layers or layers, d_ff=args.d_ff or d_ff, dropout=args.dropout,
                   positions=args.positions, max_len=args.max_len, pad_id=target.pad_id)
-    if task == "language_model":
+    if corpus.task == "language_model":
         return LanguageModelConfig(vocab_size=target.vocab_size, **common)
+    if corpus.task == "classification":
+        return SequenceClassifierConfig(vocab_size=target.vocab_size, labels=corpus_labels(corpus),
+                                        pooling=args.pooling or "cls", **common)
     return TransformerConfig(vocab_size=source.vocab_size, tgt_vocab_size=target.vocab_size, **common)
+
+
+def corpus_labels(corpus: Corpus) -> list[str]:
+    """A classification corpus's label names, sorted: those of its training and validation
+    examples (a held-out file may use no other, :func:`qkv.data.text.read_labelled`)."""
+    return sorted({label for _, label in corpus.train} | {label for _, label in corpus.valid})
+
+
+def _pretrained_classifier(args: argparse.Namespace, corpus: Corpus):
+    """A classifier whose encoder (and tokenizer) come from ``--init``, with a fresh head."""
+    from qkv.pretrained import classifier_from_pretrained
+
+    for option in ("tokenizer", "vocab_size", "d_model", "heads", "layers", "d_ff"):
+        if getattr(args, option) is not None:
+            raise SystemExit(f"--{option.replace('_', '-')} does not apply with --init: the "
+                             f"pretrained encoder {args.init} brings its own")
+    model, tokenizer = classifier_from_pretrained(args.init, corpus_labels(corpus),
+                                                  pooling=args.pooling)
+    return model, tokenizer
+
+
+def _class_weights(args: argparse.Namespace, corpus: Corpus, labels: list[str]) -> list[float] | None:
+    """scikit-learn's "balanced" weights, ``n / (labels · count)``, for the labels the training
+    data holds (1 for a label seen only in the validation set)."""
+    if args.class_weights is None:
+        return None
+    import numpy as np
+    from sklearn.utils.class_weight import compute_class_weight
+
+    gold = np.array([label for _, label in corpus.train])
+    present = np.array(sorted(set(gold)))
+    weights = dict(zip(present, compute_class_weight("balanced", classes=present, y=gold)))
+    return [float(weights.get(label, 1.0)) for label in labels]
+
+
+def _train_config(args: argparse.Namespace) -> TrainConfig:
+    from qkv.cli.train import FINE_TUNING
+    defaults = FINE_TUNING if getattr(args, "init", None) else {"schedule": "warmup", "lr": 1.0}
+    return TrainConfig(
+        steps=args.steps, max_tokens=args.max_tokens,
+        schedule=args.schedule or defaults["schedule"],
+        lr=args.lr if args.lr is not None else defaults["lr"],
+        warmup_steps=args.warmup, label_smoothing=args.label_smoothing,
+        clip_norm=args.clip_norm if args.clip_norm and args.clip_norm > 0 else None,
+        eval_every=args.eval_every, save_every=args.save_every, seed=args.seed)
 
 
 def _resumed_corpus(args: argparse.Namespace, saved: dict) -> Corpus:
@@ -72,33 +132,55 @@ def _resumed_corpus(args: argparse.Namespace, saved: dict) -> Corpus:
 def prepare_run(args: argparse.Namespace) -> Run:
     """Everything ``qkv train`` needs, from its parsed options. ``--resume`` takes the data, the
     model and the training settings from the run's checkpoint (only ``--steps`` may grow)."""
+    from qkv.cli.train import TASKS
+    saved = None
+    class_weights = None
     if args.resume:                              # the weights themselves are loaded by train()
         saved = load_checkpoint(args.out)
         corpus = _resumed_corpus(args, saved.metadata.get("data", {}))
         source, target = saved.source_tokenizer, saved.target_tokenizer
         model_config = saved.model.config
+        class_weights = saved.metadata.get("class_weights")
         if args.steps <= saved.step:
             raise SystemExit(f"{args.out} has trained {saved.step} steps already: pass a larger "
                              "--steps to train more")
         config = TrainConfig(**{**saved.metadata["training"], "steps": args.steps})
+        model = None
     else:
         corpus = load_corpus(args.data, target=args.target, valid=args.valid, test=args.test,
-                             size=args.size, seed=args.seed)
+                             size=args.size, seed=args.seed,
+                             task=TASKS[args.task] if getattr(args, "task", None) else None)
         if Path(args.out, "latest").exists():
             raise SystemExit(f"{args.out} already holds a run: pass --resume to continue it, or "
                              "choose another --out")
-        source, target = _tokenizers(args, corpus)
-        model_config = _model_config(args, corpus.task, source, target)
-        config = TrainConfig(
-            steps=args.steps, max_tokens=args.max_tokens, schedule=args.schedule, lr=args.lr,
-            warmup_steps=args.warmup, label_smoothing=args.label_smoothing,
-            clip_norm=args.clip_norm if args.clip_norm and args.clip_norm > 0 else None,
-            eval_every=args.eval_every, save_every=args.save_every, seed=args.seed)
+        _check_task_options(args, corpus)
+        config = _train_config(args)
+        if getattr(args, "init", None):
+            model, source = _pretrained_classifier(args, corpus)
+            target, model_config = source, model.config
+        else:
+            source, target = _tokenizers(args, corpus)
+            model_config = _model_config(args, corpus, source, target)
+            model = None
+        if corpus.task == "classification":
+            class_weights = _class_weights(args, corpus, list(model_config.labels))
+    extra_validation = None
     if corpus.task == "language_model":
         task = LanguageModelTask(target, model_config.max_len)
         torch.manual_seed(config.seed)
         model = LanguageModel(model_config)
         train, valid = task.encode(corpus.train), task.encode(corpus.valid)
+    elif corpus.task == "classification":
+        task = ClassificationTask(target, model_config.labels, input_limit(model_config, target),
+                                  class_weights)
+        if model is None:
+            torch.manual_seed(config.seed)
+            model = SequenceClassifier(model_config)
+        train, valid = task.encode(corpus.train), task.encode(corpus.valid)
+        max_tokens = config.max_tokens
+
+        def extra_validation(model: nn.Module) -> dict[str, float]:
+            return evaluate_accuracy(model, task, valid, max_tokens=max_tokens)
     else:
         task = TranslationTask(source, target)
         torch.manual_seed(config.seed)
@@ -116,9 +198,26 @@ def prepare_run(args: argparse.Namespace) -> Run:
                          "or a larger data set")
     parameters = sum(p.numel() for p in model.parameters())
     resuming = (f"resuming {args.out} at step {saved.step} of {config.steps}, with the run's own "
-                "data, model and training settings\n") if args.resume else ""
-    summary = resuming + (f"{corpus.task}: {len(train)} training / {len(valid)} validation examples; "
-               f"vocabularies {source.vocab_size} (source) / {target.vocab_size} (target); "
-               f"{type(model).__name__} d_model {model_config.d_model}, {model_config.num_heads} "
-               f"heads, {model_config.num_layers} layers, {parameters:,} parameters")
-    return Run(corpus, task, model, train, valid, config, {"data": corpus.description}, summary)
+                "data, model and training settings\n") if saved is not None else ""
+    vocabularies = (f"vocabulary {target.vocab_size}" if source is target else
+                    f"vocabularies {source.vocab_size} (source) / {target.vocab_size} (target)")
+    labels = (f"; {len(model_config.labels)} labels" if corpus.task == "classification" else "")
+    summary = resuming + (f"{corpus.task}: {len(train)} training / {len(valid)} validation examples"
+               f"{labels}; {vocabularies}; {type(model).__name__} d_model {model_config.d_model}, "
+               f"{model_config.num_heads} heads, {model_config.num_layers} layers, "
+               f"{parameters:,} parameters")
+    metadata = {"data": corpus.description}
+    if class_weights is not None:
+        metadata["class_weights"] = class_weights
+    return Run(corpus, task, model, train, valid, config, metadata, summary, extra_validation)
+
+
+def _check_task_options(args: argparse.Namespace, corpus: Corpus) -> None:
+    """Options of one task given for another are errors, not silently ignored."""
+    if corpus.task == "classification":
+        return
+    for option in ("init", "pooling", "class_weights"):
+        if getattr(args, option, None):
+            raise SystemExit(f"--{option.replace('_', '-')} is for classification (--task "
+                             f"classify); {args.data} is a {corpus.task} corpus")
+

@@ -1,4 +1,5 @@
-"""``qkv train``: train a Transformer (or a language model) on a built-in corpus or your files."""
+"""``qkv train``: train a Transformer, a language model or a classifier on a built-in corpus or
+your files."""
 
 from __future__ import annotations
 
@@ -11,20 +12,32 @@ from qkv.data.sources import BUILTIN_CORPORA
 SIZES = {"tiny": (64, 4, 2, 256), "small": (256, 4, 3, 1024), "base": (512, 8, 6, 2048)}
 # Tokenizers per built-in corpus: (source, target).
 DEFAULT_TOKENIZERS = {"en-zh": ("word", "char"), "copy": ("word", "word"),
-                      "reverse": ("word", "word"), "sort": ("word", "word"), "poems": ("char", "char")}
+                      "reverse": ("word", "word"), "sort": ("word", "word"), "poems": ("char", "char"),
+                      "languages": ("char", "char")}
+# --task on the command line → the corpus task.
+TASKS = {"translate": "translation", "language-model": "language_model",
+         "classify": "classification"}
+# Fine-tuning a pretrained encoder (--init) starts from these instead of the paper's schedule.
+FINE_TUNING = {"schedule": "cosine", "lr": 5e-5}
 
 
 def add_parser(commands) -> None:
     parser = commands.add_parser(
         "train", help="train a model on a built-in corpus or your own text",
-        description="Train an encoder-decoder on parallel text (TSV, or two aligned files) or a "
-                    "decoder-only language model on plain text, with the paper's recipe: "
+        description="Train an encoder-decoder on parallel text (TSV, or two aligned files), a "
+                    "decoder-only language model on plain text, or a sequence classifier on "
+                    "text<TAB>label lines (--task classify; --init minilm fine-tunes a pretrained "
+                    "encoder), with the paper's recipe: "
                     "length-bucketed batches by token count, Adam (0.9, 0.98, 1e-9), warm-up "
                     "schedule, label smoothing 0.1. Checkpoints (safetensors + JSON) and "
                     "metrics.jsonl go to --out; --resume continues exactly where it stopped.",
         formatter_class=DefaultsFormatter)
     parser.add_argument("data", help=f"a built-in corpus ({', '.join(BUILTIN_CORPORA)}), a .tsv "
-                                     "file (source<TAB>target), or a text file (one example a line)")
+                                     "file (source<TAB>target, or text<TAB>label with --task "
+                                     "classify), or a text file (one example a line)")
+    parser.add_argument("--task", choices=tuple(TASKS),
+                        help="what DATA holds (default: translate for .tsv or --target, else "
+                             "language-model; a built-in corpus has its own)")
     data = parser.add_argument_group("data")
     data.add_argument("--target", help="aligned target file: DATA holds the sources, one a line")
     data.add_argument("--valid", help="validation file (default: 2%% of DATA held out)")
@@ -47,12 +60,26 @@ def add_parser(commands) -> None:
     model.add_argument("--positions", choices=("sinusoidal", "learned", "rotary"),
                        default="sinusoidal")
     model.add_argument("--max-len", type=int, default=256, help="longest sequence, in tokens")
+    classify = parser.add_argument_group("classification (--task classify)")
+    classify.add_argument("--init", metavar="ENCODER",
+                          help="fine-tune a pretrained encoder: 'minilm' or a Hugging Face BERT "
+                               "folder (its tokenizer comes along; a fresh head); default: train "
+                               "from scratch")
+    classify.add_argument("--pooling", choices=("cls", "mean"),
+                          help="first token or mean over tokens (default: cls from scratch; the "
+                               "pretrained model's own with --init)")
+    classify.add_argument("--class-weights", choices=("balanced",),
+                          help="weigh each example's loss by n / (labels × count of its label), "
+                               "for imbalanced data")
     training = parser.add_argument_group("training")
     training.add_argument("--steps", type=int, default=2000)
     training.add_argument("--max-tokens", type=int, default=4096, help="padded tokens per batch")
-    training.add_argument("--schedule", choices=("warmup", "constant", "cosine"), default="warmup")
-    training.add_argument("--lr", type=float, default=1.0,
-                          help="scale of the paper's schedule; peak rate for constant/cosine")
+    training.add_argument("--schedule", choices=("warmup", "constant", "cosine"),
+                          help="learning-rate schedule (default: warmup, the paper's; cosine "
+                               "with --init)")
+    training.add_argument("--lr", type=float,
+                          help="scale of the paper's schedule (default 1.0); peak rate for "
+                               "constant/cosine (default 5e-5 with --init)")
     training.add_argument("--warmup", type=int, default=400, help="warm-up steps")
     training.add_argument("--label-smoothing", type=float, default=0.1)
     training.add_argument("--clip-norm", type=float, default=1.0)
@@ -73,7 +100,8 @@ def run(args: argparse.Namespace) -> int:
     run_ = prepare_run(args)
     print(run_.summary)
     result = train(run_.model, run_.task, run_.train, run_.valid, run_.config, output=args.out,
-                   metadata=run_.metadata, resume=args.resume, progress=not args.no_progress)
+                   metadata=run_.metadata, resume=args.resume, progress=not args.no_progress,
+                   extra_validation=run_.extra_validation)
     print(f"step {result.step}: " + ", ".join(f"{k} {v:.4g}" for k, v in result.metrics.items()))
     print(f"checkpoint: {result.checkpoint}")
     return 0
@@ -91,4 +119,5 @@ def namespace_with(**overrides) -> argparse.Namespace:
     return args
 
 
-__all__ = ["add_parser", "run", "namespace_with", "SIZES", "DEFAULT_TOKENIZERS"]
+__all__ = ["add_parser", "run", "namespace_with", "SIZES", "DEFAULT_TOKENIZERS", "TASKS",
+           "FINE_TUNING"]

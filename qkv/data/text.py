@@ -1,10 +1,12 @@
-"""Reading your own text: parallel text as TSV or two aligned files, plain text one example a line."""
+"""Reading your own text: parallel text as TSV or two aligned files, labelled text as
+``text<TAB>label`` TSV, plain text one example a line."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from pathlib import Path
 
-__all__ = ["read_parallel", "read_lines", "read_text_lines"]
+__all__ = ["read_parallel", "read_labelled", "read_lines", "read_text_lines"]
 
 
 def read_text_lines(path: str | Path) -> list[str]:
@@ -73,3 +75,46 @@ def read_lines(path: str | Path) -> list[str]:
     if not lines:
         raise ValueError(f"{path} holds no text")
     return lines
+
+
+def read_labelled(path: str | Path, labels: Collection[str] | None = None) -> list[tuple[str, str]]:
+    """(text, label) pairs from a TSV file, ``text<TAB>label`` per line; label names are free
+    strings. Empty lines are skipped.
+
+    Args:
+        path: the file.
+        labels: the labels a model knows; a line with another label is an error.
+
+    Raises:
+        ValueError: naming the file and line of a line without exactly one tab, an empty text,
+            an empty label or (with ``labels``) an unknown label.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> tsv = pathlib.Path(tempfile.mkdtemp()) / "labelled.tsv"
+        >>> _ = tsv.write_text("Bonjour le monde\\tfr\\nHello world\\ten\\n", encoding="utf-8")
+        >>> read_labelled(tsv)
+        [('Bonjour le monde', 'fr'), ('Hello world', 'en')]
+    """
+    examples = []
+    for number, line in enumerate(read_text_lines(path), start=1):
+        if not line.strip():
+            continue
+        fields = line.split("\t")
+        if len(fields) != 2:
+            raise ValueError(f"{path}:{number}: expected 'text<TAB>label', found "
+                             f"{len(fields)} tab-separated field(s): {line[:60]!r}")
+        text, label = fields[0].strip(), fields[1].strip()
+        if not text:
+            raise ValueError(f"{path}:{number}: the text is empty")
+        if not label:
+            raise ValueError(f"{path}:{number}: the label is empty")
+        if labels is not None and label not in labels:
+            known = sorted(labels)
+            raise ValueError(f"{path}:{number}: label {label!r} was never seen in training; the "
+                             f"model knows {len(known)} labels: {', '.join(known[:20])}"
+                             f"{' …' if len(known) > 20 else ''}")
+        examples.append((text, label))
+    if not examples:
+        raise ValueError(f"{path} holds no labelled texts")
+    return examples

@@ -14,10 +14,10 @@ from qkv.training.tasks import classification_ids, pad_batch
 __all__ = ["classify_texts", "input_limit", "top_labels"]
 
 
-def input_limit(model: nn.Module, tokenizer: Tokenizer) -> int:
-    """The most ids a classifier reads: its ``max_len``, lowered to the tokenizer's
-    ``max_length`` where it has one (sentence-transformers' truncation)."""
-    limit = int(model.config.max_len)
+def input_limit(config, tokenizer: Tokenizer) -> int:
+    """The most ids a classifier with this ``config`` reads: its ``max_len``, lowered to the
+    tokenizer's ``max_length`` where it has one (sentence-transformers' truncation)."""
+    limit = int(config.max_len)
     max_length = getattr(tokenizer, "max_length", None)
     return limit if max_length is None else min(limit, int(max_length))
 
@@ -53,7 +53,7 @@ def classify_texts(model: nn.Module, tokenizer: Tokenizer, texts: Sequence[str],
     pad = model.config.pad_id if model.config.pad_id is not None else tokenizer.pad_id
     if pad is None:
         raise ValueError("classifying a batch needs a pad id (the model's or the tokenizer's)")
-    limit = input_limit(model, tokenizer)
+    limit = input_limit(model.config, tokenizer)
     encoded = [classification_ids(tokenizer, text, limit) for text in texts]
     order = sorted(range(len(texts)), key=lambda i: len(encoded[i]))
     device = next(model.parameters()).device

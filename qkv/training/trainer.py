@@ -27,7 +27,7 @@ from qkv.data.batching import token_batches
 from qkv.training.checkpoint import load_training_state, resolve_checkpoint, save_checkpoint
 from qkv.training.schedule import Schedule
 
-__all__ = ["TrainConfig", "TrainResult", "train", "evaluate_loss"]
+__all__ = ["TrainConfig", "TrainResult", "train", "evaluate_loss", "evaluate_accuracy"]
 
 
 @dataclass(frozen=True)
@@ -101,6 +101,23 @@ def evaluate_loss(model: nn.Module, task, examples: Sequence, *, max_tokens: int
     model.train(was_training)
     loss = nll / max(tokens, 1)
     return {"loss": loss, "ppl": math.exp(min(loss, 50.0))}
+
+
+def evaluate_accuracy(model: nn.Module, task, examples: Sequence, *,
+                      max_tokens: int) -> dict[str, float]:
+    """A classifier's accuracy (%) on ``examples`` (``task.encode`` outputs: ids and label
+    index), batched as in training, in eval mode."""
+    was_training = model.training
+    model.eval()
+    right = 0
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        for batch in token_batches(task.lengths(examples), max_tokens, seed=None):
+            inputs = task.collate([examples[i] for i in batch])
+            predicted = model(inputs.inputs.to(device)).argmax(dim=-1)              # (B,)
+            right += (predicted.cpu() == inputs.targets).sum().item()
+    model.train(was_training)
+    return {"accuracy": 100.0 * right / max(len(examples), 1)}
 
 
 def train(
