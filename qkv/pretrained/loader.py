@@ -22,7 +22,8 @@ from torch import Tensor, nn
 from qkv._checks import shape_str
 from qkv.tokenizers.base import Tokenizer
 
-__all__ = ["load_pretrained", "minilm_path", "Checkpoint", "assign_weights", "SUPPORTED"]
+__all__ = ["load_pretrained", "minilm_path", "resolve_folder", "Checkpoint", "assign_weights",
+           "SUPPORTED"]
 
 # config.json's model_type → the conversion module of its family.
 _FAMILIES = {"bert": "bert", "gpt2": "gpt2", "marian": "marian"}
@@ -36,7 +37,9 @@ def load_pretrained(path: str | Path, *, allow_pickle: bool = False) -> tuple[nn
     The families and what they become:
 
     * BERT (``model_type`` ``"bert"``, e.g. MiniLM) → :class:`qkv.EncoderModel` (hidden
-      states; the pooler and pre-training heads are not loaded) and a WordPiece
+      states; the pooler and pre-training heads are not loaded), or, for a
+      ``BertForSequenceClassification`` folder, a :class:`qkv.SequenceClassifier` with its
+      pooler, head and label names (see :mod:`qkv.pretrained.bert`); and a WordPiece
       :class:`~qkv.pretrained.tokenizers.HuggingFaceTokenizer`;
     * GPT-2 (``"gpt2"``) → :class:`qkv.LanguageModel` and a byte-level BPE
       :class:`~qkv.pretrained.tokenizers.HuggingFaceTokenizer`;
@@ -68,11 +71,7 @@ def load_pretrained(path: str | Path, *, allow_pickle: bool = False) -> tuple[nn
         >>> tokenizer.tokens(tokenizer.encode("I love my dog"))
         ['i', 'love', 'my', 'dog']
     """
-    folder = minilm_path() if str(path) == "minilm" else Path(path)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"{str(folder)!r} is not a folder; load_pretrained reads a local "
-                                f"checkpoint folder (config.json, model.safetensors, tokenizer "
-                                f"files) or the shortcut 'minilm'")
+    folder = resolve_folder(path)
     config = read_config(folder)
     family = _family(folder, config)
     checkpoint = Checkpoint(read_weights(folder, allow_pickle=allow_pickle), folder)
@@ -83,6 +82,20 @@ def load_pretrained(path: str | Path, *, allow_pickle: bool = False) -> tuple[nn
         raise ValueError(f"{folder}: the tokenizer has {tokenizer.vocab_size} ids but the model's "
                          f"vocabulary only {model.config.vocab_size}")
     return model.eval(), tokenizer
+
+
+def resolve_folder(path: str | Path) -> Path:
+    """The checkpoint folder ``path`` names: itself, or MiniLM's for the shortcut ``"minilm"``.
+
+    Raises:
+        FileNotFoundError: ``path`` is not a folder.
+    """
+    folder = minilm_path() if str(path) == "minilm" else Path(path)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{str(folder)!r} is not a folder; qkv reads a local checkpoint "
+                                f"folder (config.json, model.safetensors, tokenizer files) or "
+                                f"the shortcut 'minilm'")
+    return folder
 
 
 def minilm_path() -> Path:
