@@ -2,7 +2,8 @@
 
 Writes the interactive HTML page (head, model, neuron and step views; self-contained, works
 offline) and, with ``--png PATH`` (a .png or .svg path), a layers × heads heatmap grid of each
-attention kind.
+attention kind. For a classifier, the page shows the predicted label and the probabilities beside
+the attention, and the command prints the prediction.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
 
     from qkv.cli._load import load_model
     from qkv.views import explore, save_heatmap, save_html
-    from qkv.views.contract import kinds
+    from qkv.views.contract import kinds, ranked_labels
 
     loaded = load_model(args.model)
     try:
@@ -45,6 +46,9 @@ def run(args: argparse.Namespace) -> int:
                            target_text=args.target, max_tokens=args.max_tokens)
     except ValueError as exception:
         raise SystemExit(f"qkv view: {exception}") from None
+    if "prediction" in document:
+        best = ranked_labels(document["prediction"], k=3)
+        print("prediction: " + ", ".join(f"{label!r} {p:.4f}" for label, p in best))
     print(f"wrote {save_html(document, args.output)}")
     if args.png:
         path, present = Path(args.png), kinds(document)

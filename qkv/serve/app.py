@@ -3,16 +3,19 @@
 * ``GET /`` — the page: a text box, and the views of :mod:`qkv.views.html`, drawn by the same
   shipped JS and CSS as a static page (inlined: the page loads nothing else).
 * ``GET /api/attention?text=…[&target=…]`` — the attention document of the model on ``text``
-  (:func:`qkv.views.explore`, packed by :func:`qkv.views.pack.page_data`), as JSON. Too many
+  (:func:`qkv.views.explore`, packed by :func:`qkv.views.pack.page_data`), as JSON; a
+  classifier's carries its ``"prediction"``, which the page shows beside the attention. Too many
   tokens → HTTP 400 ``{"error": …, "limit": N, "tokens": n}``; empty text → 400; text longer than
   ``max_chars`` characters → 422 before anything is tokenized.
-* ``GET /api/info`` — the task and the limits.
+* ``GET /api/info`` — the task, the limits, and a classifier's ``labels``.
 
-Tokens only ever reach the page as JSON data that the JS writes with ``textContent``.
+Tokens and label names only ever reach the page as JSON data that the JS writes with
+``textContent``.
 """
 
 from __future__ import annotations
 
+import html
 import threading
 from typing import Any
 
@@ -46,14 +49,16 @@ _PAGE_SCRIPT = """
 """
 
 
-def _page_html(task: str, max_tokens: int, max_chars: int) -> str:
+def _page_html(task: str, max_tokens: int, max_chars: int, labels: list[str] | None) -> str:
+    about = task if labels is None else f"{task}, {len(labels)} labels"
     target = ('<label>target (optional, else greedy) <input id="qkv-target" name="target" '
               f'maxlength="{max_chars}" size="40"></label>' if task == "translation" else "")
     body = (
         "<style>body { font: 14px system-ui, sans-serif; margin: 16px; } "
         ".qkv-error { color: #b00; } #qkv-form { margin-bottom: 8px; }</style>\n"
         f"<style>{asset('qkv_views.css')}</style>\n"
-        f"<h2>qkv · attention explorer <small>({task})</small></h2>\n"
+        f'<h2>qkv · attention explorer <small id="qkv-task" data-task="{html.escape(task)}">'
+        f"({html.escape(about)})</small></h2>\n"
         '<form id="qkv-form"><label>text <input id="qkv-text" name="text" '
         f'maxlength="{max_chars}" size="60" value="I love my dog" autofocus></label> {target} '
         '<button type="submit" id="qkv-go">Show attention</button> '
@@ -71,8 +76,8 @@ def create_app(loaded: Any, *, max_tokens: int = 256, max_chars: int | None = No
 
     Args:
         loaded: what :func:`qkv.cli._load.load_model` returns: ``.model`` (eval mode), ``.task``
-            (``"translation"``, ``"language_model"`` or ``"encoder"``), ``.source_tokenizer``,
-            ``.target_tokenizer``.
+            (``"translation"``, ``"language_model"``, ``"encoder"`` or ``"classification"``, for
+            a ``qkv.SequenceClassifier``), ``.source_tokenizer``, ``.target_tokenizer``.
         max_tokens: the most tokens one side may have.
         max_chars: the most characters of text accepted (default ``20 · max_tokens``).
         detail: send queries, keys, values… (the neuron and step views need them).
@@ -83,7 +88,7 @@ def create_app(loaded: Any, *, max_tokens: int = 256, max_chars: int | None = No
     from fastapi import FastAPI, Query
     from fastapi.responses import HTMLResponse, JSONResponse
 
-    from qkv.views.explore import TASKS, TooManyTokens, explore
+    from qkv.views.explore import TASKS, TooManyTokens, explore, labels_of
     from qkv.views.pack import page_data
 
     if getattr(loaded, "task", None) not in TASKS:
@@ -91,9 +96,10 @@ def create_app(loaded: Any, *, max_tokens: int = 256, max_chars: int | None = No
     if not isinstance(max_tokens, int) or max_tokens < 1:
         raise ValueError(f"max_tokens must be a positive int, got {max_tokens!r}")
     max_chars = 20 * max_tokens if max_chars is None else max_chars
+    labels = labels_of(loaded.model) if loaded.task == "classification" else None
     lock = threading.Lock()  # one traced forward at a time: a trace hooks the shared model
     app = FastAPI(title="qkv attention explorer", docs_url=None, redoc_url=None)
-    page_html = _page_html(loaded.task, max_tokens, max_chars)
+    page_html = _page_html(loaded.task, max_tokens, max_chars, labels)
 
     def error(status: int, message: str, **extra: Any) -> JSONResponse:
         return JSONResponse({"error": message, **extra}, status_code=status)
@@ -104,8 +110,9 @@ def create_app(loaded: Any, *, max_tokens: int = 256, max_chars: int | None = No
 
     @app.get("/api/info")
     def info() -> dict:
-        return {"task": loaded.task, "max_tokens": max_tokens, "max_chars": max_chars,
-                "views": list(VIEWS)}
+        about = {"task": loaded.task, "max_tokens": max_tokens, "max_chars": max_chars,
+                 "views": list(VIEWS)}
+        return about if labels is None else {**about, "labels": labels}
 
     @app.get("/api/attention")
     def attention(text: str = Query(...), target: str | None = Query(None)):

@@ -20,7 +20,9 @@ format, version 1::
         "head_outputs": [H][T][D], "output": [T][E]}, ...]}
 
 Floats keep 6 significant digits; a non-finite number (a key a decoding step never saw) is
-``null``, so the document is strict JSON.
+``null``, so the document is strict JSON. :func:`qkv.views.explore` may add what the model
+made of the input, an optional ``"prediction"`` (a classifier's labels and probabilities; see
+:mod:`qkv.views.contract`).
 """
 
 from __future__ import annotations

@@ -9,7 +9,8 @@ ships inside the package: the views work offline, in a file, a notebook or ``qkv
 * :mod:`~qkv.views.heatmap` — :func:`save_heatmap`, one head or a layers × heads grid, PNG/SVG;
 * :mod:`~qkv.views.pack` — :func:`page_data`, long inputs pruned to top-k edges for a page;
 * :mod:`~qkv.views.html` — :func:`render_html`, :func:`save_html`, :class:`AttentionView`;
-* :mod:`~qkv.views.explore` — :func:`explore`, model + text → document;
+* :mod:`~qkv.views.explore` — :func:`explore`, model + text → document (a classifier's with
+  its ``"prediction"``, shown beside the attention);
 * :mod:`~qkv.views.examples` — :func:`tiny_document`, a hand-computed document to try things.
 """
 

@@ -22,12 +22,25 @@ self-attention, ``"cross"`` decoder queries over encoder keys.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["KINDS", "check_document", "find_attention", "kinds", "layers_of", "tokens_of"]
+__all__ = [
+    "KINDS",
+    "PREDICTION_KINDS",
+    "check_document",
+    "check_prediction",
+    "find_attention",
+    "kinds",
+    "layers_of",
+    "ranked_labels",
+    "tokens_of",
+]
 
 KINDS = ("encoder", "decoder", "cross")
+PREDICTION_KINDS = ("classification",)
+_SUM_TOLERANCE = 1e-4  # probabilities sum to 1 within this (float32 softmax, JSON round trips)
 _REQUIRED = ("name", "kind", "layer", "query_side", "key_side", "num_heads", "weights")
 
 
@@ -78,7 +91,83 @@ def check_document(document: Any) -> dict:
         raise ValueError("'attentions' must be a non-empty list of attention records")
     for record in attentions:
         _check_record(record, sides)
+    if "prediction" in document:
+        check_prediction(document["prediction"])
     return document
+
+
+def check_prediction(prediction: Any) -> dict:
+    """Check the optional ``"prediction"`` of a document (see the module docstring); return it.
+
+    Example:
+        >>> p = {"kind": "classification", "labels": ["ham", "spam"],
+        ...      "probabilities": [0.25, 0.75], "label": "spam"}
+        >>> check_prediction(p) is p
+        True
+        >>> check_prediction({**p, "label": "ham"})
+        Traceback (most recent call last):
+        ...
+        ValueError: prediction: label must be the most probable label, 'spam' (0.75), got 'ham' (0.25)
+    """
+    if not isinstance(prediction, Mapping):
+        raise TypeError(f"'prediction' must be a dict, got {type(prediction).__name__}")
+    missing = [f for f in ("kind", "labels", "probabilities", "label") if f not in prediction]
+    if missing:
+        raise ValueError(f"prediction lacks field(s) {', '.join(missing)}; got fields "
+                         f"{sorted(prediction)}")
+    if prediction["kind"] not in PREDICTION_KINDS:
+        raise ValueError(f"prediction: kind must be one of {PREDICTION_KINDS}, got "
+                         f"{prediction['kind']!r}")
+    labels = prediction["labels"]
+    if (isinstance(labels, str) or not isinstance(labels, Sequence) or len(labels) < 2
+            or not all(isinstance(label, str) for label in labels)):
+        raise ValueError(f"prediction: labels must be a list of at least 2 label names (str), "
+                         f"got {labels!r:.80}")
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"prediction: labels must be distinct, got {list(labels)!r:.80}")
+    _check_numbers("probabilities", prediction["probabilities"], len(labels))
+    if "logits" in prediction:
+        _check_numbers("logits", prediction["logits"], len(labels))
+    probabilities = prediction["probabilities"]
+    if any(not 0.0 <= p <= 1.0 for p in probabilities):
+        raise ValueError(f"prediction: probabilities must lie in [0, 1], got {probabilities}")
+    total = sum(probabilities)
+    if abs(total - 1.0) > _SUM_TOLERANCE:
+        raise ValueError(f"prediction: probabilities must sum to 1, got a sum of {total:.6g}")
+    best = max(range(len(labels)), key=lambda i: probabilities[i])
+    label = prediction["label"]
+    if label not in labels or probabilities[labels.index(label)] < probabilities[best]:
+        got = (f"{label!r} ({probabilities[labels.index(label)]:.4g})" if label in labels
+               else f"{label!r}, not one of the labels")
+        raise ValueError(f"prediction: label must be the most probable label, "
+                         f"{labels[best]!r} ({probabilities[best]:.4g}), got {got}")
+    return prediction
+
+
+def _check_numbers(field: str, values: Any, count: int) -> None:
+    """``values`` is a list of ``count`` finite numbers (a bool is no number)."""
+    if (isinstance(values, str) or not isinstance(values, Sequence)
+            or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in values)):
+        raise ValueError(f"prediction: {field} must be a list of numbers, got {values!r:.80}")
+    if len(values) != count:
+        raise ValueError(f"prediction: {field} must have one number per label, {count}, got "
+                         f"{len(values)}")
+    if not all(math.isfinite(x) for x in values):
+        raise ValueError(f"prediction: {field} must be finite, got {list(values)!r:.80}")
+
+
+def ranked_labels(prediction: Mapping, k: int | None = None) -> list[tuple[str, float]]:
+    """``(label, probability)`` pairs, most probable first (ties in label order), the first ``k``.
+
+    The HTML views show this order, at most 10 labels.
+
+    Example:
+        >>> ranked_labels({"labels": ["a", "b", "c"], "probabilities": [0.2, 0.5, 0.3]}, k=2)
+        [('b', 0.5), ('c', 0.3)]
+    """
+    pairs = sorted(zip(prediction["labels"], prediction["probabilities"]),
+                   key=lambda pair: -pair[1])
+    return pairs if k is None else pairs[:k]
 
 
 def _check_record(record: Any, sides: Mapping[str, Sequence[str]]) -> None:

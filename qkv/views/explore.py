@@ -2,7 +2,8 @@
 
 The one place where the views meet a live model: :func:`explore` builds the model's input the way
 its task does, runs one traced forward pass (:func:`qkv.trace.trace`) and returns
-:func:`qkv.trace.attention_document` of it. ``qkv view`` and ``qkv serve`` both call it.
+:func:`qkv.trace.attention_document` of it — for a classifier, with the ``"prediction"`` of that
+same forward pass (:func:`classification_prediction`). ``qkv view`` and ``qkv serve`` both call it.
 """
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ from torch import nn
 
 from qkv.tokenizers.base import Tokenizer
 
-__all__ = ["TASKS", "TooManyTokens", "explore", "model_inputs"]
+__all__ = ["TASKS", "TooManyTokens", "classification_prediction", "explore", "labels_of",
+           "model_inputs"]
 
-TASKS = ("translation", "language_model", "encoder")
+TASKS = ("translation", "language_model", "encoder", "classification")
 
 
 class TooManyTokens(ValueError):
@@ -40,6 +42,46 @@ def _limit(model: nn.Module, max_tokens: int) -> int:
     return max_tokens if max_len is None else min(max_tokens, int(max_len))
 
 
+def labels_of(model: nn.Module) -> list[str]:
+    """The label names of a classifier (``model.labels``); a ValueError for any other model."""
+    labels = getattr(model, "labels", None)
+    if (isinstance(labels, str) or not isinstance(labels, (list, tuple)) or not labels
+            or not all(isinstance(label, str) for label in labels)):
+        raise ValueError(f"task 'classification' needs a qkv.SequenceClassifier (a model with "
+                         f".labels, a list of label names), got {type(model).__name__}")
+    return list(labels)
+
+
+def classification_prediction(labels: list[str], logits: torch.Tensor) -> dict:
+    """The ``"prediction"`` field of a classifier's document, from the logits of one text.
+
+    Args:
+        labels: the label names, ``labels[i]`` scored by ``logits[i]``.
+        logits: the classifier's output for one text.
+
+    Shape:
+        ``logits (C,)``, ``C = len(labels)``
+
+    Returns:
+        ``{"kind": "classification", "labels": [C], "logits": [C], "probabilities": [C],
+        "label": the most probable label}``; the probabilities are ``softmax(logits)`` in
+        float32, as :func:`qkv.decoding.classify.classify_texts` computes them.
+
+    Example:
+        >>> p = classification_prediction(["ham", "spam"], torch.tensor([0.0, 2.0]))
+        >>> p["label"], [round(x, 4) for x in p["probabilities"]]
+        ('spam', [0.1192, 0.8808])
+    """
+    logits = logits.detach().float().cpu()
+    if logits.shape != (len(labels),):
+        raise ValueError(f"logits must have shape (C,) = ({len(labels)},) for {len(labels)} "
+                         f"labels, got {tuple(logits.shape)}")
+    probabilities = torch.softmax(logits, dim=-1)                               # (C,)
+    return {"kind": "classification", "labels": list(labels), "logits": logits.tolist(),
+            "probabilities": probabilities.tolist(),
+            "label": labels[int(probabilities.argmax())]}
+
+
 def model_inputs(
     model: nn.Module,
     *,
@@ -57,6 +99,10 @@ def model_inputs(
     * ``"language_model"``: ``[bos] + encode(text)`` (no ``bos`` if the tokenizer has none or
       its prompts go without, as GPT-2's: ``prompt_bos``).
     * ``"encoder"``: ``[bos] + encode(text) + [eos]`` where they exist (BERT's [CLS] … [SEP]).
+    * ``"classification"``: as ``"encoder"``, what
+      :func:`qkv.training.tasks.classification_ids` gives; the limit is also lowered to the
+      tokenizer's ``max_length``, where it has one, as
+      :func:`qkv.decoding.classify.input_limit` does — but a longer text is refused, not cut.
 
     Raises:
         ValueError: an unknown task, empty text, a tokenizer without a token the task needs.
@@ -68,7 +114,10 @@ def model_inputs(
     encode = source_tokenizer.encode
     if task == "language_model":
         return {"text": _check_length("the text", source_tokenizer.prompt_ids(text), limit)}
-    if task == "encoder":
+    if task == "classification":
+        max_length = getattr(source_tokenizer, "max_length", None)
+        limit = limit if max_length is None else min(limit, int(max_length))
+    if task in ("encoder", "classification"):
         bos = [] if source_tokenizer.bos_id is None else [source_tokenizer.bos_id]
         eos = [] if source_tokenizer.eos_id is None else [source_tokenizer.eos_id]
         return {"text": _check_length("the text", bos + encode(text) + eos, limit)}
@@ -105,7 +154,8 @@ def explore(
 
     Args:
         model: a ``qkv.Transformer`` (task ``"translation"``), ``qkv.LanguageModel``
-            (``"language_model"``) or ``qkv.EncoderModel`` (``"encoder"``); put it in eval mode.
+            (``"language_model"``), ``qkv.EncoderModel`` (``"encoder"``) or
+            ``qkv.SequenceClassifier`` (``"classification"``); put it in eval mode.
         task: how to build the input, see :func:`model_inputs`.
         source_tokenizer, target_tokenizer: the tokenizers (the target one defaults to the source
             one; only translation uses it).
@@ -114,7 +164,8 @@ def explore(
         detail: include queries, keys, values, scores… (the neuron and step views need them).
 
     Returns:
-        the document of :mod:`qkv.trace.document`, its title the text.
+        the document of :mod:`qkv.trace.document`, its title the text; for a classifier, with
+        a ``"prediction"`` (:func:`classification_prediction`) of the traced forward pass.
 
     Example:
         >>> import qkv
@@ -126,9 +177,17 @@ def explore(
         ...               text="I love my dog")
         >>> doc["sides"]["text"], len(doc["attentions"])
         (['<bos>', 'I', 'love', 'my', 'dog'], 2)
+        >>> classifier = qkv.SequenceClassifier(qkv.SequenceClassifierConfig(
+        ...     vocab_size=tokenizer.vocab_size, d_model=16, num_heads=2, num_layers=1, d_ff=32,
+        ...     labels=["ham", "spam"])).eval()
+        >>> doc = explore(classifier, task="classification", source_tokenizer=tokenizer,
+        ...               text="I love my dog")
+        >>> doc["attentions"][0]["name"], doc["prediction"]["labels"]
+        ('encoder.layers.0.self_attention', ['ham', 'spam'])
     """
     from qkv.trace import attention_document, trace
 
+    labels = labels_of(model) if task == "classification" else None
     ids = model_inputs(model, task=task, source_tokenizer=source_tokenizer,
                        target_tokenizer=target_tokenizer, text=text, target_text=target_text,
                        max_tokens=max_tokens)
@@ -136,13 +195,16 @@ def explore(
     tensors = {side: torch.tensor([side_ids], device=device) for side, side_ids in ids.items()}
     with trace(model, device="cpu") as recorded:
         if task == "translation":
-            model(tensors["source"], tensors["target"])
+            output = model(tensors["source"], tensors["target"])
         else:
-            model(tensors["text"])
+            output = model(tensors["text"])                 # classifier: logits (1, C)
     target_tokenizer = target_tokenizer or source_tokenizer
     tokenizers = {"source": source_tokenizer, "target": target_tokenizer,
                   "text": source_tokenizer}
     tokens = {side: tokenizers[side].tokens(side_ids) for side, side_ids in ids.items()}
     title = text if task != "translation" else (
         f"{text} → {target_tokenizer.decode(ids['target'])}")
-    return attention_document(recorded, tokens, title=title, detail=detail)
+    document = attention_document(recorded, tokens, title=title, detail=detail)
+    if labels is not None:
+        document["prediction"] = classification_prediction(labels, output[0])
+    return document

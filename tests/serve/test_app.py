@@ -1,11 +1,14 @@
-"""The explorer's API through FastAPI's TestClient: documents, limits, escaping."""
+"""The explorer's API through FastAPI's TestClient: documents, limits, escaping, a classifier's
+prediction."""
 
 import pytest
 import torch
 from fastapi.testclient import TestClient
 
+from qkv.decoding.classify import classify_texts
 from qkv.serve import create_app
 from qkv.trace import trace
+from tests.serve.conftest import LABELS
 
 
 @pytest.fixture
@@ -62,3 +65,48 @@ def test_binding_defaults_to_loopback():
 
     args = build_parser().parse_args(["serve", "ckpt"])
     assert (args.host, args.port) == ("127.0.0.1", 8000)
+
+
+@pytest.fixture
+def classifier_client(classifier_loaded):
+    return TestClient(create_app(classifier_loaded, max_tokens=8))
+
+
+def test_classifier_attention_carries_the_models_prediction(classifier_client, classifier_loaded):
+    model, tokenizer = classifier_loaded.model, classifier_loaded.source_tokenizer
+    response = classifier_client.get("/api/attention", params={"text": "the cat"})
+    assert response.status_code == 200
+    document = response.json()
+    assert document["sides"] == {"text": ["<bos>", "the", "cat", "<eos>"]}
+    with trace(model) as t:
+        model(torch.tensor([[1, 8, 9, 2]]))
+    assert [a["name"] for a in document["attentions"]] == t.names()
+    for record in document["attentions"]:
+        torch.testing.assert_close(torch.tensor(record["weights"]), t[record["name"]].weights[0],
+                                   atol=1e-6, rtol=1e-5)
+    expected = classify_texts(model, tokenizer, ["the cat"])[0]
+    prediction = document["prediction"]
+    torch.testing.assert_close(torch.tensor(prediction["probabilities"]), expected,
+                               atol=1e-6, rtol=0)
+    assert prediction["label"] == LABELS[int(expected.argmax())]
+
+
+def test_classifier_labels_travel_as_json_data(classifier_client):
+    info = classifier_client.get("/api/info").json()
+    assert (info["task"], info["labels"]) == ("classification", LABELS)
+    response = classifier_client.get("/api/attention", params={"text": "I"})
+    assert response.headers["content-type"] == "application/json"
+    assert response.json()["prediction"]["labels"][2] == "</script><b>x"
+    page = classifier_client.get("/").text
+    assert '<small id="qkv-task" data-task="classification">(classification, 3 labels)' in page
+    assert "<b>x" not in page                                   # labels come only from the API
+
+
+def test_translation_info_has_no_labels(client):
+    assert "labels" not in client.get("/api/info").json()
+
+
+def test_a_classification_task_needs_a_classifier(loaded):
+    loaded.task = "classification"
+    with pytest.raises(ValueError, match="needs a qkv.SequenceClassifier .* got Transformer"):
+        create_app(loaded)

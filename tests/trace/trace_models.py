@@ -20,6 +20,12 @@ def encoder_model(**changes) -> qkv.EncoderModel:
     return qkv.EncoderModel(qkv.EncoderModelConfig(vocab_size=V, **{**TINY, **changes})).eval()
 
 
+def classifier(**changes) -> qkv.SequenceClassifier:
+    config = qkv.SequenceClassifierConfig(vocab_size=V, labels=["a", "b", "c"],
+                                          **{**TINY, **changes})
+    return qkv.SequenceClassifier(config).eval()
+
+
 def source_ids() -> torch.Tensor:
     src = torch.randint(1, V, (2, 6))
     src[1, 4:] = 0                                                      # source padding
@@ -42,5 +48,7 @@ FAMILIES = {
     "language-model-rotary": (lambda: language_model(positions="rotary"),
                               lambda model: model(target_ids())),
     "encoder-model": (encoder_model, lambda model: model(source_ids())),
+    "classifier-mean-pooler": (lambda: classifier(pooling="mean", pooler=True),
+                               lambda model: model(source_ids())),
 }
 

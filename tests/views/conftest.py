@@ -29,3 +29,13 @@ def translation_model():
 @pytest.fixture
 def encoder_model():
     return qkv.EncoderModel(small(qkv.EncoderModelConfig)).eval()
+
+
+LABELS = ["negative", "positive", "</script><b>x"]
+
+
+@pytest.fixture(params=["cls", "mean"])
+def classifier(request):
+    """A tiny random classifier over three labels (one a hostile name), each pooling."""
+    return qkv.SequenceClassifier(small(qkv.SequenceClassifierConfig, labels=LABELS,
+                                        pooling=request.param)).eval()

@@ -1,10 +1,17 @@
-"""``qkv view``: the HTML page and the heatmap grids of a loaded model."""
+"""``qkv view``: the HTML page and the heatmap grids of a loaded model (a classifier's: through
+the real checkpoint loader, with its prediction)."""
 
+import json
+import re
 import types
 
 import pytest
+import torch
 
+import qkv
 from qkv.cli.main import main
+from qkv.decoding.classify import classify_texts
+from qkv.tokenizers import WordTokenizer
 
 
 @pytest.fixture
@@ -31,3 +38,28 @@ def test_view_reports_too_long_input(tmp_path, loaded):
     with pytest.raises(SystemExit, match="more than the limit of 3"):
         main(["view", "ckpt", "I love my dog", "-o", str(tmp_path / "a.html"),
               "--max-tokens", "3"])
+
+
+def test_view_of_a_classifier_checkpoint_shows_its_prediction(tmp_path, capsys):
+    tokenizer = WordTokenizer.train(["I love my dog", "the cat"])
+    model = qkv.SequenceClassifier(qkv.SequenceClassifierConfig(
+        vocab_size=tokenizer.vocab_size, d_model=16, num_heads=2, num_layers=2, d_ff=32,
+        dropout=0.0, labels=["negative", "positive", "</script><b>x"])).eval()
+    folder = qkv.save_checkpoint(tmp_path / "run", model=model, task="classification",
+                                 source_tokenizer=tokenizer, target_tokenizer=tokenizer, step=0)
+    out, png = tmp_path / "c.html", tmp_path / "c.png"
+    assert main(["view", str(folder), "I love my dog", "-o", str(out), "--png", str(png)]) == 0
+    assert png.read_bytes()[:4] == b"\x89PNG"                  # one kind: the path itself
+    text = out.read_text(encoding="utf-8")
+    data = re.search(r'<script type="application/json"[^>]*>(.*?)</script>', text).group(1)
+    document = json.loads(data)
+    assert [a["name"] for a in document["attentions"]] == ["encoder.layers.0.self_attention",
+                                                          "encoder.layers.1.self_attention"]
+    expected = classify_texts(model, tokenizer, ["I love my dog"])[0]
+    prediction = document["prediction"]
+    assert prediction["labels"] == ["negative", "positive", "</script><b>x"]
+    torch.testing.assert_close(torch.tensor(prediction["probabilities"]), expected,
+                               atol=1e-6, rtol=0)
+    best = prediction["labels"][int(expected.argmax())]
+    assert prediction["label"] == best
+    assert f"prediction: {best!r} {expected.max().item():.4f}" in capsys.readouterr().out

@@ -3,8 +3,9 @@
 import pytest
 import torch
 
+from qkv.decoding.classify import classify_texts
 from qkv.trace import trace
-from qkv.views import TooManyTokens, explore
+from qkv.views import TooManyTokens, check_document, explore
 
 
 def test_language_model_starts_with_bos(language_model, tokenizer):
@@ -53,3 +54,41 @@ def test_too_many_tokens_names_the_limit(language_model, tokenizer):
 def test_unknown_task(language_model, tokenizer):
     with pytest.raises(ValueError, match="task must be one of"):
         explore(language_model, task="chat", source_tokenizer=tokenizer, text="I")
+
+
+def test_classification_carries_the_prediction_of_the_traced_forward(classifier, tokenizer):
+    doc = explore(classifier, task="classification", source_tokenizer=tokenizer,
+                  text="I love my dog")
+    assert doc["sides"] == {"text": ["<bos>", "I", "love", "my", "dog", "<eos>"]}
+    assert [(a["name"], a["kind"]) for a in doc["attentions"]] == [
+        ("encoder.layers.0.self_attention", "encoder"), ("encoder.layers.1.self_attention",
+                                                         "encoder")]
+    ids = torch.tensor([[1, 4, 5, 6, 7, 2]])
+    with trace(classifier) as t:
+        logits = classifier(ids)[0]
+    for record in doc["attentions"]:
+        torch.testing.assert_close(torch.tensor(record["weights"]), t[record["name"]].weights[0],
+                                   atol=1e-6, rtol=1e-5)
+    prediction = doc["prediction"]
+    expected = classify_texts(classifier, tokenizer, ["I love my dog"])[0]
+    assert prediction["kind"] == "classification"
+    assert prediction["labels"] == ["negative", "positive", "</script><b>x"]
+    torch.testing.assert_close(torch.tensor(prediction["probabilities"]), expected,
+                               atol=1e-6, rtol=0)
+    torch.testing.assert_close(torch.tensor(prediction["logits"]), logits, atol=1e-6, rtol=1e-5)
+    assert prediction["label"] == prediction["labels"][int(expected.argmax())]
+    assert check_document(doc) is doc
+
+
+def test_classification_refuses_long_text_and_other_models(classifier, encoder_model, tokenizer):
+    with pytest.raises(TooManyTokens, match="has 6 tokens, more than the limit of 5"):
+        explore(classifier, task="classification", source_tokenizer=tokenizer,
+                text="I love my dog", max_tokens=5)
+    with pytest.raises(ValueError, match="needs a qkv.SequenceClassifier .* got EncoderModel"):
+        explore(encoder_model, task="classification", source_tokenizer=tokenizer, text="I")
+
+
+def test_classification_limit_follows_the_tokenizers_max_length(classifier, tokenizer):
+    tokenizer.max_length = 4                                   # sentence-transformers' cut
+    with pytest.raises(TooManyTokens, match="more than the limit of 4"):
+        explore(classifier, task="classification", source_tokenizer=tokenizer, text="I love my")

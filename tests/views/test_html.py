@@ -141,3 +141,23 @@ def test_page_of_a_real_trace_carries_the_models_weights(tmp_path, language_mode
     for record in shown["attentions"]:
         torch.testing.assert_close(torch.tensor(record["weights"]), t[record["name"]].weights[0],
                                    atol=1e-6, rtol=1e-5)
+
+
+def test_classifier_page_embeds_the_prediction_and_its_png_draws(tmp_path, classifier, tokenizer):
+    from qkv.decoding.classify import classify_texts
+    from qkv.views import save_heatmap
+
+    document = explore(classifier, task="classification", source_tokenizer=tokenizer,
+                       text="the cat")
+    text = save_html(document, tmp_path / "c.html").read_text(encoding="utf-8")
+    page = parse(text)
+    shown = embedded(page)
+    assert shown == page_data(document)
+    assert shown["prediction"]["labels"][2] == "</script><b>x"            # data, not markup
+    assert len(page.scripts) == 3 and text.count("</script") == 3 and "<b>x" not in text
+    torch.testing.assert_close(torch.tensor(shown["prediction"]["probabilities"]),
+                               classify_texts(classifier, tokenizer, ["the cat"])[0],
+                               atol=1e-6, rtol=0)
+    png = save_heatmap(document, tmp_path / "c.png", kind="encoder")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+

@@ -2,7 +2,9 @@
  *
  * Rendered by qkv.views.html (static pages, notebooks) and by `qkv serve` (live explorer), from
  * the JSON document described in qkv/views/contract.py (packed by qkv/views/pack.py when long).
- * Every token is written with textContent, never as HTML. No network access, no dependencies.
+ * Every token (and label name) is written with textContent, never as HTML. No network access,
+ * no dependencies. A document with a "prediction" (a classifier's) shows the labels, ranked by
+ * probability, beside the attention.
  *
  * API: qkvViews.mount(id) renders the view whose data sits in <script id="{id}-data">;
  *      qkvViews.render(container, doc, options) renders doc into a container element;
@@ -19,6 +21,7 @@
   var HEAD_COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b",
                      "#e377c2", "#7f7f7f", "#bcbd22", "#17becf", "#393b79", "#637939"];
   var LONG = 150;          // tokens per side from which the head view prunes to top-k edges
+  var TOP_LABELS = 10;     // labels a prediction panel lists
   var api = {version: VERSION, instances: {}, last: null};
   window.qkvViews = api;
   window.qkvView = function (id) { return api.instances[id || api.last] || null; };
@@ -156,10 +159,18 @@
     while (root.firstChild) { root.removeChild(root.firstChild); }
     root.classList.add("qkv-root");
     if (this.doc.title) { root.appendChild(el("div", {"class": "qkv-title"}, this.doc.title)); }
-    root.appendChild(this.tabs());
-    root.appendChild(this.controls());
+    var main = root;
+    if (this.doc.prediction) {               // a classifier's: the attention, the labels beside
+      var layout = el("div", {"class": "qkv-layout"});
+      main = el("div", {"class": "qkv-main"});
+      layout.appendChild(main);
+      layout.appendChild(predictionPanel(this.doc.prediction));
+      root.appendChild(layout);
+    }
+    main.appendChild(this.tabs());
+    main.appendChild(this.controls());
     var body = el("div", {"class": "qkv-body qkv-" + this.state.view});
-    root.appendChild(body);
+    main.appendChild(body);
     ({head: this.headView, model: this.modelView, neuron: this.neuronView,
       step: this.stepView})[this.state.view].call(this, body);
   };
@@ -225,6 +236,42 @@
     }
     return bar;
   };
+
+  // -- prediction: a classifier's labels, most probable first ------------------------------------
+  function ranked(p) {
+    return p.labels.map(function (label, i) { return {label: label, p: p.probabilities[i], i: i}; })
+      .sort(function (a, b) { return b.p - a.p || a.i - b.i; });
+  }
+  function predictionPanel(p) {
+    var box = el("aside", {"class": "qkv-prediction", "aria-label": "prediction"});
+    box.appendChild(el("h4", null, "Prediction"));
+    var best = el("div", {"class": "qkv-predicted"});
+    best.appendChild(el("span", {"class": "qkv-predicted-label", title: p.label}, p.label));
+    var top = ranked(p)[0];
+    best.appendChild(el("span", {"class": "qkv-note"}, " p = " + fmt(top.p)));
+    box.appendChild(best);
+    var rows = ranked(p), shown = rows.slice(0, TOP_LABELS);
+    var table = el("table", {"class": "qkv-ranking"}), hr = el("tr");
+    ["#", "label", "probability", ""].forEach(function (x) { hr.appendChild(el("th", null, x)); });
+    table.appendChild(hr);
+    shown.forEach(function (row, rank) {
+      var tr = el("tr", {"data-label": row.label, "data-probability": row.p, "data-index": row.i});
+      if (row.label === p.label) { tr.classList.add("qkv-best"); }
+      tr.appendChild(el("td", null, rank + 1));
+      tr.appendChild(el("td", {"class": "qkv-label", title: row.label}, row.label));
+      tr.appendChild(el("td", {"class": "qkv-probability"}, fmt(row.p)));
+      var bar = el("td", {"class": "qkv-barcell"}), fill = el("span", {"class": "qkv-bar qkv-pos"});
+      fill.style.width = Math.round(100 * Math.max(0, Math.min(1, row.p))) + "px";
+      bar.appendChild(fill);
+      tr.appendChild(bar);
+      table.appendChild(tr);
+    });
+    box.appendChild(table);
+    box.appendChild(el("p", {"class": "qkv-note"}, (rows.length > shown.length ? "The " +
+      shown.length + " most probable of " + rows.length + " labels. " : "") +
+      "Probabilities: softmax of the logits of the forward pass whose attention is shown."));
+    return box;
+  }
 
   // -- head view: lines from each query token to the keys it attends to ----------------------------
   View.prototype.headView = function (body) {
