@@ -5,6 +5,10 @@ encoder–decoder on it with the paper's recipe (a few minutes on 2 CPU cores), 
 translates "I love my dog" and held-out sentences with greedy and beam search side by side, saves
 the checkpoint, and writes the attention views of "I love my dog" as an HTML page.
 ``--task poems`` trains a character language model on Tang poems and samples a few.
+``--task language-id`` trains a language identifier on the built-in ``languages`` corpus (real
+messages of 25 languages from the system's gettext catalogues), reports accuracy, macro-F1 and
+the confusion matrix on packages never seen in training, classifies a few sentences, and writes
+the attention page of one of them.
 ``--task attention`` prints every number of attention on one sentence, step by step.
 """
 
@@ -25,14 +29,32 @@ TRANSLATE = dict(data="en-zh", d_model=128, heads=4, layers=3, d_ff=512, dropout
 POEMS = dict(data="poems", d_model=128, heads=4, layers=3, d_ff=512, dropout=0.2, max_len=128,
              steps=800, max_tokens=2048, schedule="warmup", warmup=100, lr=0.5, eval_every=0,
              save_every=0, positions="rotary")
+# Language identification: subword tokens (BPE, 8,000, learned on all 25 languages) and mean
+# pooling; ~70 s of training on 2 CPU cores, test accuracy ~97.7% on held-out packages (seed 0).
+# Characters with the same model and budget reached 87.7%: shared BPE pieces carry the language.
+LANGUAGE_ID = dict(data="languages", tokenizer="bpe", vocab_size=8000, d_model=128, heads=4,
+                   layers=2, d_ff=256, dropout=0.1, max_len=64, pooling="mean", steps=1200,
+                   max_tokens=2048, schedule="cosine", lr=2e-3, warmup=100, eval_every=0,
+                   save_every=0)
 EXAMPLE = "I love my dog"
+# Sentences for the language-ID demo, written for it (none is in the corpus): "the file could
+# not be saved" as software says it, and two everyday ones, out of the corpus's domain.
+LANGUAGE_EXAMPLES = [
+    "The file could not be saved.", "Impossible d'enregistrer le fichier.",
+    "Die Datei konnte nicht gespeichert werden.", "No se pudo guardar el archivo.",
+    "Impossibile salvare il file.", "Het bestand kon niet worden opgeslagen.",
+    "Filen kunde inte sparas.", "Nie można zapisać pliku.", "Не удалось сохранить файл.",
+    "Не вдалося зберегти файл.", "无法保存文件。", "ファイルを保存できませんでした。",
+    "파일을 저장할 수 없습니다.", "Δεν ήταν δυνατή η αποθήκευση του αρχείου.",
+    "I love my dog", "Ich liebe meinen Hund"]
 
 
 def add_parser(commands) -> None:
     parser = commands.add_parser(
         "demo", help="train a small Transformer from scratch and use it (the tour)",
         description=describe(__doc__), formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--task", choices=("translate", "poems", "attention"), default="translate")
+    parser.add_argument("--task", choices=("translate", "poems", "language-id", "attention"),
+                        default="translate")
     parser.add_argument("--out", help="run folder (default: runs/demo-<task>-<time>)")
     parser.add_argument("--steps", type=int, help="training steps (default: the demo's budget)")
     parser.add_argument("--sentence", default=EXAMPLE,
@@ -51,13 +73,14 @@ def run(args: argparse.Namespace) -> int:
         print(walkthrough(tokens, seed=args.seed))
         return 0
     out = Path(args.out or f"runs/demo-{args.task}-{time.strftime('%Y%m%d-%H%M%S')}")
-    settings = dict(TRANSLATE if args.task == "translate" else POEMS, seed=args.seed)
+    recipe, demo = {"translate": (TRANSLATE, translate_demo), "poems": (POEMS, poems_demo),
+                    "language-id": (LANGUAGE_ID, language_id_demo)}[args.task]
+    settings = dict(recipe, seed=args.seed)
     if args.steps is not None:
         if args.steps < 1:
             raise SystemExit(f"qkv demo: --steps must be at least 1, got {args.steps}")
         settings["steps"] = args.steps
-    return (translate_demo if args.task == "translate" else poems_demo)(out, settings,
-                                                                        not args.no_progress)
+    return demo(out, settings, not args.no_progress)
 
 
 def _train(out: Path, settings: dict, progress: bool, extra_validation=None):
@@ -70,9 +93,12 @@ def _train(out: Path, settings: dict, progress: bool, extra_validation=None):
     print(run_.summary)
     started = time.perf_counter()
     result = train(run_.model, run_.task, run_.train, run_.valid, run_.config, output=out,
-                   metadata=run_.metadata, progress=progress, extra_validation=extra_validation)
-    print(f"trained {result.step} steps in {time.perf_counter() - started:.0f} s; "
-          f"validation perplexity {result.metrics['ppl']:.3f}")
+                   metadata=run_.metadata, progress=progress,
+                   extra_validation=extra_validation or run_.extra_validation)
+    validation = (f"validation accuracy {result.metrics['accuracy']:.2f}%"
+                  if "accuracy" in result.metrics else
+                  f"validation perplexity {result.metrics['ppl']:.3f}")
+    print(f"trained {result.step} steps in {time.perf_counter() - started:.0f} s; {validation}")
     return run_, result
 
 
@@ -140,3 +166,56 @@ def poems_demo(out: Path, settings: dict, progress: bool) -> int:
     print(f"\ncheckpoint: {result.checkpoint}")
     print(f"sample more:  {_qkv()} generate {result.checkpoint} 春 --sample --top-k 20 --temperature 0.8")
     return 0
+
+
+def language_id_demo(out: Path, settings: dict, progress: bool) -> int:
+    from qkv.decoding.classify import classify_texts
+    from qkv.evaluation import classification_scores
+    from qkv.views import explore, save_html
+    from qkv.views.confusion import save_confusion_matrix
+
+    print(f"qkv demo: training a language identifier on the system's translations in {out}")
+    started = time.perf_counter()
+    run_, result = _train(out, settings, progress)
+    model, tokenizer, labels = run_.model, run_.task.source_tokenizer, list(run_.model.labels)
+    test = run_.corpus.test
+    probabilities = classify_texts(model, tokenizer, [text for text, _ in test])      # (N, C)
+    predicted = [labels[i] for i in probabilities.argmax(dim=-1).tolist()]
+    scores = classification_scores(predicted, [label for _, label in test], labels)
+    packages = run_.corpus.description.get("test_packages") or []
+    print(f"\ntest set ({len(test)} messages of {len(labels)} languages from "
+          f"{len(packages) or 'held-out'} packages never seen in training): accuracy "
+          f"{scores['accuracy']:.2f}%, macro-F1 {scores['macro_f1']:.2f}%")
+    f1 = sorted(((row["f1"], label) for label, row in scores["per_label"].items()))
+    print("F1 per language, lowest first: " + ", ".join(f"{label} {value:.1f}"
+                                                         for value, label in f1))
+    confusion = save_confusion_matrix(scores["confusion"], labels, out / "confusion-test.png",
+                                      title=f"language ID on held-out packages ({len(test)} "
+                                            "messages)")
+    print(f"confusion matrix: {confusion}")
+
+    examples = classify_texts(model, tokenizer, LANGUAGE_EXAMPLES)                   # (N, C)
+    width = max(_columns(text) for text in LANGUAGE_EXAMPLES)
+    print(f"\n{_padded('text', width)}  language  probability")
+    for text, row in zip(LANGUAGE_EXAMPLES, examples):
+        print(f"{_padded(text, width)}  {labels[int(row.argmax())]:8}  {row.max().item():.3f}")
+    shown = LANGUAGE_EXAMPLES[2]
+    document = explore(model, task="classification", source_tokenizer=tokenizer, text=shown)
+    page = save_html(document, out / "attention.html")
+    print(f"\ncheckpoint: {result.checkpoint}")
+    print(f"attention views and prediction of {shown!r}: {page}")
+    print(f"whole demo: {time.perf_counter() - started:.0f} s")
+    print(f"classify more:  {_qkv()} classify {result.checkpoint} \"Guten Morgen\" --top 3")
+    print(f"evaluate:       {_qkv()} evaluate {result.checkpoint}")
+    print(f"explore live:   {_qkv()} serve {result.checkpoint}")
+    return 0
+
+
+def _columns(text: str) -> int:
+    """Terminal columns of ``text``: wide (CJK) characters take two."""
+    import unicodedata
+    return sum(2 if unicodedata.east_asian_width(char) in "WF" else 1 for char in text)
+
+
+def _padded(text: str, width: int) -> str:
+    return text + " " * (width - _columns(text))

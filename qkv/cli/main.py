@@ -27,10 +27,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """``parser.parse_args``, except that the texts of ``qkv translate | generate | classify`` may
+    come after options too (``qkv classify RUN --top 2 "some text"``): argparse fills a ``*``
+    positional before it sees the options, then calls the texts after them unrecognized."""
+    args, extras = parser.parse_known_args(argv)
+    texts = getattr(args, "texts", None)
+    if extras and isinstance(texts, list) and not any(e.startswith("-") for e in extras):
+        args.texts = texts + extras
+        return args
+    return parser.parse_args(argv)           # nothing to mend: argparse's own result or error
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; a problem with the user's input (a missing file, a bad value) is one line
     on stderr naming it, and exit status 2 — not a traceback."""
-    args = build_parser().parse_args(argv)
+    args = parse_args(build_parser(), argv)
     try:
         return int(args.run(args) or 0)
     except (OSError, ValueError) as error:

@@ -131,7 +131,8 @@ def _builtin(source: str, size: int | None, seed: int) -> Corpus:
     splits = language_splits(seed=seed, **({} if per_language is None
                                            else {"max_per_language": per_language}))
     return Corpus("classification", splits.train, splits.valid, splits.test,
-                  {"name": "languages", "size": size, "seed": seed})
+                  {"name": "languages", "size": size, "seed": seed,
+                   "test_packages": splits.packages["test"]})
 
 
 def _resolved(file: str | None) -> str | None:

@@ -219,3 +219,17 @@ def test_evaluate_on_the_held_out_validation_split(files, tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["examples"] == 8       # 2% of 400
     with pytest.raises(SystemExit, match="without a test set"):
         main(["evaluate", out])
+
+
+def test_language_id_demo_reports_accuracy_classifies_and_writes_the_page(tmp_path, capsys):
+    """The language-ID demo's whole path on a 2-step budget (the real budget is in the README)."""
+    out = tmp_path / "lid"
+    assert main(["demo", "--task", "language-id", "--steps", "2", "--out", str(out),
+                 "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "accuracy" in printed and "macro-F1" in printed and "never seen in training" in printed
+    assert "Die Datei konnte nicht gespeichert werden." in printed and "qkv classify" in printed
+    assert (out / "confusion-test.png").read_bytes()[:4] == b"\x89PNG"
+    page = (out / "attention.html").read_text(encoding="utf-8")
+    assert '"prediction"' in page and "Die Datei" in page
+    assert qkv.load_checkpoint(out).task == "classification"
