@@ -8,8 +8,10 @@ BIN := $(VENV)/bin
 INSTALL := $(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt
 
 # Debian packages the tests need: chromium (the browser test), fonts-noto-cjk (Chinese tokens in
-# heatmaps), fortunes-zh (the Tang-poem corpus). Installed only where missing.
-DEBIAN_PACKAGES := chromium fonts-noto-cjk fortunes-zh
+# heatmaps), fortunes-zh (the Tang-poem corpus), and the translations (gettext catalogues in
+# /usr/share/locale) of the packages from coreutils on, which the `languages` corpus is read from
+# (qkv/data/languages.py, DEBIAN_PACKAGES). Installed only where missing.
+DEBIAN_PACKAGES := chromium fonts-noto-cjk fortunes-zh coreutils tar grep sed findutils diffutils bash dpkg apt libc-l10n gettext binutils-common git gnupg-l10n wget make procps psmisc login libglib2.0-data libgtk-3-common shared-mime-info
 
 .PHONY: demo test bench clean system-packages
 
