@@ -27,7 +27,8 @@ class Loss(NamedTuple):
 
 
 def label_smoothed_cross_entropy(logits: Tensor, target: Tensor, *, smoothing: float = 0.1,
-                                 ignore_index: int | None = None) -> Loss:
+                                 ignore_index: int | None = None,
+                                 class_weights: Tensor | None = None) -> Loss:
     """Summed label-smoothed loss over the target tokens, the summed NLL, and the token count.
 
     Args:
@@ -35,6 +36,9 @@ def label_smoothed_cross_entropy(logits: Tensor, target: Tensor, *, smoothing: f
         target: the right token ids; positions equal to ``ignore_index`` (padding) count for
             nothing.
         smoothing: ε, the probability mass spread over the vocabulary.
+        class_weights: one weight per class ``(V,)``; each position's smoothed loss is multiplied
+            by the weight of its right class (for imbalanced classification). The NLL and the
+            count stay unweighted.
 
     Shape:
         ``logits (..., V)``, ``target (...)`` → three scalars ``()``
@@ -63,6 +67,11 @@ def label_smoothed_cross_entropy(logits: Tensor, target: Tensor, *, smoothing: f
     nll = -log_probs.gather(-1, target.clamp(min=0).unsqueeze(-1)).squeeze(-1)     # (...)
     uniform = -log_probs.mean(dim=-1)                                              # (...)
     loss = (1.0 - smoothing) * nll + smoothing * uniform                           # (...)
+    if class_weights is not None:
+        if class_weights.shape != logits.shape[-1:]:
+            raise ValueError(f"class_weights must have one weight per class "
+                             f"({logits.shape[-1]},), got {shape_str(class_weights.shape)}")
+        loss = loss * class_weights.to(loss.device)[target.clamp(min=0)]           # (...)
     if keep is None:
         return Loss(loss.sum(), nll.sum(), torch.tensor(target.numel()))
     return Loss(loss[keep].sum(), nll[keep].sum(), keep.sum())

@@ -204,10 +204,6 @@ class ClassificationTask:
         """Summed over the batch's examples; ``tokens`` counts examples."""
         batch = batch.to(next(model.parameters()).device)
         logits = model(batch.inputs)                                         # (B, C)
-        if self.class_weights is None:
-            return label_smoothed_cross_entropy(logits, batch.targets, smoothing=smoothing)
-        log_probs = torch.log_softmax(logits.float(), dim=-1)                # (B, C)
-        nll = -log_probs.gather(-1, batch.targets.unsqueeze(-1)).squeeze(-1)  # (B,)
-        smoothed = (1.0 - smoothing) * nll - smoothing * log_probs.mean(dim=-1)  # (B,)
-        weights = torch.tensor(self.class_weights, device=logits.device)[batch.targets]  # (B,)
-        return Loss((weights * smoothed).sum(), nll.sum(), torch.tensor(len(nll)))
+        weights = None if self.class_weights is None else torch.tensor(self.class_weights)
+        return label_smoothed_cross_entropy(logits, batch.targets, smoothing=smoothing,
+                                            class_weights=weights)
