@@ -264,3 +264,33 @@ def test_classifier_from_pretrained_errors_name_what_was_expected(tmp_path):
         classifier_from_pretrained(tmp_path, ["a", "b"], pooling="max")
     with pytest.raises(TypeError, match="labels must be a sequence of label names"):
         classifier_from_pretrained(tmp_path, "ab")
+
+
+def test_the_command_line_classifies_and_evaluates_a_bert_classifier_folder(
+        bert_classifier_folder, tmp_path, monkeypatch, capsys):
+    """qkv classify and qkv evaluate on a BertForSequenceClassification folder: transformers'
+    probabilities, and scores computed on them."""
+    import json
+
+    from qkv.cli.main import main
+
+    folder, reference = bert_classifier_folder
+    tokenizer = qkv.load_pretrained(folder)[1]
+    assert main(["classify", str(folder), *TEXTS, "--json"]) == 0
+    printed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    for text, record in zip(TEXTS, printed):
+        ids = torch.tensor([[tokenizer.bos_id, *tokenizer.encode(text), tokenizer.eos_id]])
+        with torch.no_grad():
+            expected = torch.softmax(reference(input_ids=ids).logits, dim=-1)[0]
+        assert record["label"] == LABELS[int(expected.argmax())]
+        assert record["probability"] == pytest.approx(expected.max().item(), abs=1e-4)
+    gold = [record["label"] for record in printed]
+    data = tmp_path / "gold.tsv"
+    data.write_text("".join(f"{t}\t{g}\n" for t, g in zip(TEXTS, gold)), encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    assert main(["evaluate", str(folder), "--data", str(data), "--json"]) == 0
+    scores = json.loads(capsys.readouterr().out)
+    assert scores["accuracy"] == 100.0 and scores["examples"] == len(TEXTS)
+    assert (tmp_path / "confusion-gold.png").is_file()
+    with pytest.raises(SystemExit, match="pretrained model, with no test set"):
+        main(["evaluate", str(folder)])
