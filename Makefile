@@ -13,7 +13,7 @@ INSTALL := $(BIN)/python -m pip install --quiet --disable-pip-version-check -c c
 # (qkv/data/languages.py, DEBIAN_PACKAGES). Installed only where missing.
 DEBIAN_PACKAGES := chromium fonts-noto-cjk fortunes-zh coreutils tar grep sed findutils diffutils bash dpkg apt libc-l10n gettext binutils-common git gnupg-l10n wget make procps psmisc login libglib2.0-data libgtk-3-common shared-mime-info
 
-.PHONY: demo test bench clean system-packages
+.PHONY: demo test bench notebooks clean system-packages
 
 demo: $(VENV)/.installed
 	$(BIN)/qkv demo
@@ -28,6 +28,11 @@ system-packages:
 	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q $$missing; \
 	fi
+
+# Run docs/*.ipynb top to bottom in a fresh kernel and save them with their outputs; after a
+# change to a notebook or to what it shows (tests/test_notebooks.py fails until then).
+notebooks: $(VENV)/.installed-test
+	$(BIN)/python docs/run_notebooks.py
 
 bench: $(VENV)/.installed-test
 	$(BIN)/python benchmarks/attention.py

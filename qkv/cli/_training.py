@@ -3,11 +3,16 @@
 Resuming takes the model config and tokenizers from the run's latest checkpoint, so a resumed
 run trains exactly the model it stopped with. A classifier may start from a pretrained encoder
 (``--init``), whose tokenizer it then uses.
+
+Validation measures the loss on every validation example and, beyond it, greedy BLEU and chrF
+(translation) or accuracy (classification) on the first ``--eval-subset`` of them: a fixed
+subset, the same at every validation, so that the curves compare.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +35,7 @@ from qkv.training.checkpoint import load_checkpoint
 from qkv.training.tasks import ClassificationTask, LanguageModelTask, TranslationTask
 from qkv.training.trainer import TrainConfig, evaluate_accuracy
 
-__all__ = ["Run", "prepare_run"]
+__all__ = ["Run", "prepare_run", "validation_subset"]
 
 
 @dataclass
@@ -107,15 +112,47 @@ def _class_weights(args: argparse.Namespace, corpus: Corpus, labels: list[str]) 
 
 
 def _train_config(args: argparse.Namespace) -> TrainConfig:
-    from qkv.cli.train import FINE_TUNING
+    from qkv.cli.train import DEFAULT_EVAL_SUBSET, FINE_TUNING, parse_duration
     defaults = FINE_TUNING if getattr(args, "init", None) else {"schedule": "warmup", "lr": 1.0}
+    eval_subset = getattr(args, "eval_subset", None)
+    if eval_subset is not None and eval_subset < 0:
+        raise ValueError(f"--eval-subset must be a number of examples >= 0 (0: all), got "
+                         f"{eval_subset}")
     return TrainConfig(
         steps=args.steps, max_tokens=args.max_tokens,
         schedule=args.schedule or defaults["schedule"],
         lr=args.lr if args.lr is not None else defaults["lr"],
         warmup_steps=args.warmup, label_smoothing=args.label_smoothing,
         clip_norm=args.clip_norm if args.clip_norm and args.clip_norm > 0 else None,
-        eval_every=args.eval_every, save_every=args.save_every, seed=args.seed)
+        eval_every=args.eval_every, save_every=args.save_every, seed=args.seed,
+        max_time=parse_duration(getattr(args, "max_time", None)),
+        eval_subset=DEFAULT_EVAL_SUBSET if eval_subset is None else eval_subset)
+
+
+def validation_subset(examples: list, count: int) -> list:
+    """The validation examples that metrics beyond the loss are computed on: the first
+    ``count`` (all for 0) — fixed, so that every validation of a run measures the same ones.
+
+    Example:
+        >>> validation_subset(["a", "b", "c"], 2), validation_subset(["a", "b", "c"], 0)
+        (['a', 'b'], ['a', 'b', 'c'])
+    """
+    return list(examples[:count]) if count else list(examples)
+
+
+def _translation_validation(task: TranslationTask, pairs: list[tuple[str, str]]
+                            ) -> Callable[[nn.Module], dict[str, float]]:
+    """Greedy BLEU and chrF (sacrebleu) of the model's translations of ``pairs``' sources
+    against their targets."""
+    from qkv.decoding.text import translate_texts
+    from qkv.evaluation import bleu, chrf
+
+    sources, references = [s for s, _ in pairs], [t for _, t in pairs]
+
+    def extra_validation(model: nn.Module) -> dict[str, float]:
+        hypotheses = translate_texts(model, task.source_tokenizer, task.target_tokenizer, sources)
+        return {"bleu": bleu(hypotheses, references), "chrf": chrf(hypotheses, references)}
+    return extra_validation
 
 
 def _resumed_corpus(args: argparse.Namespace, saved: dict) -> Corpus:
@@ -131,8 +168,9 @@ def _resumed_corpus(args: argparse.Namespace, saved: dict) -> Corpus:
 
 def prepare_run(args: argparse.Namespace) -> Run:
     """Everything ``qkv train`` needs, from its parsed options. ``--resume`` takes the data, the
-    model and the training settings from the run's checkpoint (only ``--steps`` may grow)."""
-    from qkv.cli.train import TASKS
+    model and the training settings from the run's checkpoint (only ``--steps`` may grow, and
+    ``--max-time`` gives this call its own budget)."""
+    from qkv.cli.train import TASKS, parse_duration
     saved = None
     class_weights = None
     if args.resume:                              # the weights themselves are loaded by train()
@@ -145,6 +183,8 @@ def prepare_run(args: argparse.Namespace) -> Run:
             raise SystemExit(f"{args.out} has trained {saved.step} steps already: pass a larger "
                              "--steps to train more")
         config = TrainConfig(**{**saved.metadata["training"], "steps": args.steps})
+        if getattr(args, "max_time", None) is not None:    # a budget for this call, not the run's
+            config = dataclasses.replace(config, max_time=parse_duration(args.max_time))
         model = None
     else:
         corpus = load_corpus(args.data, target=args.target, valid=args.valid, test=args.test,
@@ -164,7 +204,7 @@ def prepare_run(args: argparse.Namespace) -> Run:
             model = None
         if corpus.task == "classification":
             class_weights = _class_weights(args, corpus, list(model_config.labels))
-    extra_validation = None
+    extra_validation, measured = None, ""
     if corpus.task == "language_model":
         task = LanguageModelTask(target, model_config.max_len)
         torch.manual_seed(config.seed)
@@ -177,22 +217,28 @@ def prepare_run(args: argparse.Namespace) -> Run:
             torch.manual_seed(config.seed)
             model = SequenceClassifier(model_config)
         train, valid = task.encode(corpus.train), task.encode(corpus.valid)
-        max_tokens = config.max_tokens
+        max_tokens, subset = config.max_tokens, validation_subset(valid, config.eval_subset)
 
         def extra_validation(model: nn.Module) -> dict[str, float]:
-            return evaluate_accuracy(model, task, valid, max_tokens=max_tokens)
+            return evaluate_accuracy(model, task, subset, max_tokens=max_tokens)
+        measured = f" (accuracy on the first {len(subset)})"
     else:
         task = TranslationTask(source, target)
         torch.manual_seed(config.seed)
         model = Transformer(model_config)
         limit = model_config.max_len
         train = [e for e in task.encode(corpus.train) if max(map(len, e)) <= limit]
-        valid = [e for e in task.encode(corpus.valid) if max(map(len, e)) <= limit]
+        fitting = [(pair, e) for pair, e in zip(corpus.valid, task.encode(corpus.valid))
+                   if max(map(len, e)) <= limit]
+        valid = [e for _, e in fitting]
         for name, kept, given in (("training", train, corpus.train),
                                   ("validation", valid, corpus.valid)):
             if len(kept) < len(given):
                 print(f"skipped {len(given) - len(kept)} {name} pairs longer than --max-len "
                       f"{limit} tokens")
+        pairs = validation_subset([pair for pair, _ in fitting], config.eval_subset)
+        extra_validation = _translation_validation(task, pairs)
+        measured = f" (BLEU and chrF on the first {len(pairs)})"
     if not valid:
         raise SystemExit("no validation examples (each must fit --max-len): pass a --valid file "
                          "or a larger data set")
@@ -203,7 +249,8 @@ def prepare_run(args: argparse.Namespace) -> Run:
                     f"vocabularies {source.vocab_size} (source) / {target.vocab_size} (target)")
     labels = (f"; {len(model_config.labels)} labels" if corpus.task == "classification" else "")
     summary = resuming + (f"{corpus.task}: {len(train)} training / {len(valid)} validation examples"
-               f"{labels}; {vocabularies}; {type(model).__name__} d_model {model_config.d_model}, "
+               f"{measured}{labels}; {vocabularies}; {type(model).__name__} d_model "
+               f"{model_config.d_model}, "
                f"{model_config.num_heads} heads, {model_config.num_layers} layers, "
                f"{parameters:,} parameters")
     metadata = {"data": corpus.description}

@@ -1,7 +1,10 @@
 """``qkv serve MODEL``: a live local explorer — type a sentence, see every attention view.
 
-Serves on http://127.0.0.1:8000 by default (only this machine can reach it); ``--host 0.0.0.0``
-opens it to the network, at your own risk: anyone who reaches it can run the model.
+The page opens on a sentence at once ("I love my dog"; ``--text`` picks another) and shows the
+model's output beside the attention: the translation, the next-token candidates, the class. The
+URL keeps the sentence (``/?text=…``), so a link opens on it. Serves on http://127.0.0.1:8000 by
+default (only this machine can reach it); ``--host 0.0.0.0`` opens it to the network, at your
+own risk: anyone who reaches it can run the model.
 """
 
 from __future__ import annotations
@@ -20,6 +23,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--port", type=int, default=8000, help="port (default: %(default)s)")
     parser.add_argument("--max-tokens", type=int, default=256,
                         help="most tokens per sentence (default: %(default)s)")
+    parser.add_argument("--text", default=None,
+                        help="the sentence the page opens on (default: by task, e.g. "
+                             "\"I love my dog\")")
     parser.set_defaults(run=run)
 
 
@@ -29,7 +35,8 @@ def run(args: argparse.Namespace) -> int:
     from qkv.cli._load import load_model
     from qkv.serve.app import create_app
 
-    app = create_app(load_model(args.model), max_tokens=args.max_tokens)
+    app = create_app(load_model(args.model), max_tokens=args.max_tokens,
+                     default_text=args.text)
     print(f"qkv serve: open http://{args.host}:{args.port}/  (Ctrl-C stops)", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0

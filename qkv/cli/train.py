@@ -4,6 +4,8 @@ your files."""
 from __future__ import annotations
 
 import argparse
+import math
+import re
 
 from qkv.cli._help import DefaultsFormatter
 from qkv.data.sources import BUILTIN_CORPORA
@@ -19,6 +21,28 @@ TASKS = {"translate": "translation", "language-model": "language_model",
          "classify": "classification"}
 # Fine-tuning a pretrained encoder (--init) starts from these instead of the paper's schedule.
 FINE_TUNING = {"schedule": "cosine", "lr": 5e-5}
+# Validation examples that BLEU/chrF (translation) or accuracy (classification) are measured on.
+DEFAULT_EVAL_SUBSET = 200
+_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*([smh]?)")
+_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600}
+
+
+def parse_duration(text: str | None) -> float | None:
+    """``--max-time``'s value in seconds: ``90s``, ``30m``, ``1.5h`` or plain seconds (``None``
+    stays ``None``).
+
+    Example:
+        >>> [parse_duration(text) for text in ("90s", "30m", "1.5h", "45")]
+        [90.0, 1800.0, 5400.0, 45.0]
+    """
+    if text is None:
+        return None
+    match = _DURATION.fullmatch(str(text).strip().lower())
+    seconds = float(match[1]) * _SECONDS[match[2]] if match else 0.0
+    if not 0 < seconds < math.inf:
+        raise ValueError(f"--max-time must be a duration above 0 like 90s, 30m, 1.5h or plain "
+                         f"seconds, got {text!r}")
+    return seconds
 
 
 def add_parser(commands) -> None:
@@ -29,8 +53,9 @@ def add_parser(commands) -> None:
                     "text<TAB>label lines (--task classify; --init minilm fine-tunes a pretrained "
                     "encoder), with the paper's recipe: "
                     "length-bucketed batches by token count, Adam (0.9, 0.98, 1e-9), warm-up "
-                    "schedule, label smoothing 0.1. Checkpoints (safetensors + JSON) and "
-                    "metrics.jsonl go to --out; --resume continues exactly where it stopped.",
+                    "schedule, label smoothing 0.1. Checkpoints (safetensors + JSON), "
+                    "metrics.jsonl, TensorBoard event files and curves.png go to --out; "
+                    "--max-time bounds the time; --resume continues exactly where it stopped.",
         formatter_class=DefaultsFormatter)
     parser.add_argument("data", help=f"a built-in corpus ({', '.join(BUILTIN_CORPORA)}), a .tsv "
                                      "file (source<TAB>target, or text<TAB>label with --task "
@@ -83,10 +108,24 @@ def add_parser(commands) -> None:
     training.add_argument("--warmup", type=int, default=400, help="warm-up steps")
     training.add_argument("--label-smoothing", type=float, default=0.1)
     training.add_argument("--clip-norm", type=float, default=1.0)
-    training.add_argument("--eval-every", type=int, default=500)
+    training.add_argument("--eval-every", type=int, default=500,
+                          help="validate every N steps (0: only at the end): the loss and "
+                               "perplexity, and BLEU/chrF (translation) or accuracy "
+                               "(classification) on --eval-subset examples")
+    training.add_argument("--eval-subset", type=int, metavar="N",
+                          help=f"measure BLEU/chrF or accuracy on the first N validation "
+                               f"examples, the same ones each time; 0: all (default "
+                               f"{DEFAULT_EVAL_SUBSET}; a resumed run keeps its own)")
     training.add_argument("--save-every", type=int, default=500)
+    training.add_argument("--max-time", metavar="DURATION",
+                          help="time budget of this call, e.g. 90s, 30m, 1.5h or seconds: stop "
+                               "at the first step past it, validate and save a checkpoint; "
+                               "--resume gets the run's budget afresh, or this one; default: "
+                               "none")
     training.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default="runs/latest", help="run folder for checkpoints and metrics")
+    parser.add_argument("--out", default="runs/latest",
+                        help="run folder for checkpoints, metrics.jsonl, TensorBoard event files "
+                             "(tensorboard/) and curves.png")
     parser.add_argument("--resume", action="store_true",
                         help="continue the run in --out from its latest checkpoint")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -97,6 +136,7 @@ def run(args: argparse.Namespace) -> int:
     from qkv.cli._training import prepare_run
     from qkv.training.trainer import train
 
+    parse_duration(args.max_time)                  # a bad value is an error before any work
     run_ = prepare_run(args)
     print(run_.summary)
     result = train(run_.model, run_.task, run_.train, run_.valid, run_.config, output=args.out,
@@ -104,6 +144,8 @@ def run(args: argparse.Namespace) -> int:
                    extra_validation=run_.extra_validation)
     print(f"step {result.step}: " + ", ".join(f"{k} {v:.4g}" for k, v in result.metrics.items()))
     print(f"checkpoint: {result.checkpoint}")
+    print(f"curves: {args.out}/curves.png (redraw: qkv plot {args.out}; live: tensorboard "
+          f"--logdir {args.out})")
     return 0
 
 
@@ -119,5 +161,5 @@ def namespace_with(**overrides) -> argparse.Namespace:
     return args
 
 
-__all__ = ["add_parser", "run", "namespace_with", "SIZES", "DEFAULT_TOKENIZERS", "TASKS",
-           "FINE_TUNING"]
+__all__ = ["add_parser", "run", "namespace_with", "parse_duration", "SIZES", "DEFAULT_TOKENIZERS",
+           "TASKS", "FINE_TUNING", "DEFAULT_EVAL_SUBSET"]

@@ -2,8 +2,9 @@
 
 Writes the interactive HTML page (head, model, neuron and step views; self-contained, works
 offline) and, with ``--png PATH`` (a .png or .svg path), a layers × heads heatmap grid of each
-attention kind. For a classifier, the page shows the predicted label and the probabilities beside
-the attention, and the command prints the prediction.
+attention kind. The page shows the model's output beside the attention, and the command prints
+it: a classifier's most probable labels, a translation (the greedy one, the target side of the
+views), a language model's most probable next tokens after the text.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
 
     from qkv.cli._load import load_model
     from qkv.views import explore, save_heatmap, save_html
-    from qkv.views.contract import kinds, ranked_labels
+    from qkv.views.contract import kinds
 
     loaded = load_model(args.model)
     try:
@@ -47,8 +48,7 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exception:
         raise SystemExit(f"qkv view: {exception}") from None
     if "prediction" in document:
-        best = ranked_labels(document["prediction"], k=3)
-        print("prediction: " + ", ".join(f"{label!r} {p:.4f}" for label, p in best))
+        print(_summary(document["prediction"]))
     print(f"wrote {save_html(document, args.output)}")
     if args.png:
         path, present = Path(args.png), kinds(document)
@@ -56,3 +56,16 @@ def run(args: argparse.Namespace) -> int:
             out = path if len(present) == 1 else path.with_name(f"{path.stem}-{kind}{path.suffix}")
             print(f"wrote {save_heatmap(document, out, kind=kind)}")
     return 0
+
+
+def _summary(prediction: dict) -> str:
+    """One line of a document's ``"prediction"`` (:mod:`qkv.views.contract`), for the terminal."""
+    from qkv.views.contract import ranked_labels
+
+    if prediction["kind"] == "translation":
+        return f"translation: {prediction['text']!r}"
+    if prediction["kind"] == "next_token":
+        pairs = list(zip(prediction["tokens"], prediction["probabilities"]))[:3]
+        return "next token: " + ", ".join(f"{token!r} {p:.4f}" for token, p in pairs)
+    best = ranked_labels(prediction, k=3)
+    return "prediction: " + ", ".join(f"{label!r} {p:.4f}" for label, p in best)

@@ -1,13 +1,18 @@
 """The live explorer: a page where you type a sentence, and the API that traces the model on it.
 
-* ``GET /`` — the page: a text box, and the views of :mod:`qkv.views.html`, drawn by the same
-  shipped JS and CSS as a static page (inlined: the page loads nothing else).
+* ``GET /`` — the page (:mod:`qkv.serve.page`, shipped static files): a text box, and the views
+  of :mod:`qkv.views.html`, drawn by the same shipped JS and CSS as a static page (inlined: the
+  page loads nothing else). On load it shows the sentence of its URL (``/?text=…&target=…``, a
+  permalink the page keeps up to date) or the task's default (``default_text``).
 * ``GET /api/attention?text=…[&target=…]`` — the attention document of the model on ``text``
-  (:func:`qkv.views.explore`, packed by :func:`qkv.views.pack.page_data`), as JSON; a
-  classifier's carries its ``"prediction"``, which the page shows beside the attention. Too many
+  (:func:`qkv.views.explore`, packed by :func:`qkv.views.pack.page_data`), as JSON, with the
+  ``"prediction"`` of the same forward pass (a classifier's labels, a translation's text, a
+  language model's next tokens), which the page shows beside the attention. Too many
   tokens → HTTP 400 ``{"error": …, "limit": N, "tokens": n}``; empty text → 400; text longer than
   ``max_chars`` characters → 422 before anything is tokenized.
-* ``GET /api/info`` — the task, the limits, and a classifier's ``labels``.
+* ``GET /api/info`` — the task, the limits, the default sentence, and a classifier's ``labels``.
+* ``GET /favicon.ico`` — the page's icon (it links it as a ``data:`` URL; this is for clients that
+  ask anyway).
 
 Tokens and label names only ever reach the page as JSON data that the JS writes with
 ``textContent``.
@@ -15,63 +20,17 @@ Tokens and label names only ever reach the page as JSON data that the JS writes 
 
 from __future__ import annotations
 
-import html
 import threading
 from typing import Any
 
-from qkv.views.html import VIEWS, asset, page, script_json
+from qkv.serve.page import explorer_page, static
+from qkv.views.html import VIEWS
 
 __all__ = ["create_app"]
 
-_PAGE_SCRIPT = """
-(function () {
-  "use strict";
-  var config = %(config)s;
-  var form = document.getElementById("qkv-form"), status = document.getElementById("qkv-status");
-  var container = document.getElementById("qkv-live");
-  function show(text, error) { status.textContent = text; status.className = error ? "qkv-error" : ""; }
-  form.addEventListener("submit", function (event) {
-    event.preventDefault();
-    var params = new URLSearchParams({text: document.getElementById("qkv-text").value});
-    var target = document.getElementById("qkv-target");
-    if (target && target.value) { params.set("target", target.value); }
-    show("tracing…", false);
-    fetch("api/attention?" + params.toString()).then(function (response) {
-      return response.json().then(function (body) { return {ok: response.ok, body: body}; });
-    }).then(function (result) {
-      if (!result.ok) { show(result.body.error || JSON.stringify(result.body), true); return; }
-      show("", false);
-      window.qkvViews.render(container, result.body, {views: config.views});
-      container.setAttribute("data-ready", "1");
-    }).catch(function (error) { show(String(error), true); });
-  });
-})();
-"""
-
-
-def _page_html(task: str, max_tokens: int, max_chars: int, labels: list[str] | None) -> str:
-    about = task if labels is None else f"{task}, {len(labels)} labels"
-    target = ('<label>target (optional, else greedy) <input id="qkv-target" name="target" '
-              f'maxlength="{max_chars}" size="40"></label>' if task == "translation" else "")
-    body = (
-        "<style>body { font: 14px system-ui, sans-serif; margin: 16px; } "
-        ".qkv-error { color: #b00; } #qkv-form { margin-bottom: 8px; }</style>\n"
-        f"<style>{asset('qkv_views.css')}</style>\n"
-        f'<h2>qkv · attention explorer <small id="qkv-task" data-task="{html.escape(task)}">'
-        f"({html.escape(about)})</small></h2>\n"
-        '<form id="qkv-form"><label>text <input id="qkv-text" name="text" '
-        f'maxlength="{max_chars}" size="60" value="I love my dog" autofocus></label> {target} '
-        '<button type="submit" id="qkv-go">Show attention</button> '
-        f"<small>at most {max_tokens} tokens</small></form>\n"
-        '<div id="qkv-status" role="status"></div>\n<div id="qkv-live"></div>\n'
-        f"<script>{asset('qkv_views.js')}</script>\n"
-        f"<script>{_PAGE_SCRIPT % {'config': script_json({'views': list(VIEWS)})}}</script>\n"
-    )
-    return page(body, title="qkv · attention explorer")
-
 
 def create_app(loaded: Any, *, max_tokens: int = 256, max_chars: int | None = None,
-               detail: bool = True):
+               detail: bool = True, default_text: str | None = None):
     """The FastAPI application of ``qkv serve``.
 
     Args:
@@ -81,14 +40,16 @@ def create_app(loaded: Any, *, max_tokens: int = 256, max_chars: int | None = No
         max_tokens: the most tokens one side may have.
         max_chars: the most characters of text accepted (default ``20 · max_tokens``).
         detail: send queries, keys, values… (the neuron and step views need them).
+        default_text: the sentence the page shows on load (default: the task's,
+            :data:`qkv.views.explore.DEFAULT_TEXTS`, e.g. "I love my dog").
 
     Returns:
         a ``fastapi.FastAPI``; serve it with uvicorn, or test it with ``TestClient``.
     """
     from fastapi import FastAPI, Query
-    from fastapi.responses import HTMLResponse, JSONResponse
+    from fastapi.responses import HTMLResponse, JSONResponse, Response
 
-    from qkv.views.explore import TASKS, TooManyTokens, explore, labels_of
+    from qkv.views.explore import DEFAULT_TEXTS, TASKS, TooManyTokens, explore, labels_of
     from qkv.views.pack import page_data
 
     if getattr(loaded, "task", None) not in TASKS:
@@ -96,10 +57,15 @@ def create_app(loaded: Any, *, max_tokens: int = 256, max_chars: int | None = No
     if not isinstance(max_tokens, int) or max_tokens < 1:
         raise ValueError(f"max_tokens must be a positive int, got {max_tokens!r}")
     max_chars = 20 * max_tokens if max_chars is None else max_chars
+    default_text = DEFAULT_TEXTS[loaded.task] if default_text is None else default_text
+    if not isinstance(default_text, str) or not default_text.strip():
+        raise ValueError(f"default_text must be a non-empty sentence, got {default_text!r}")
     labels = labels_of(loaded.model) if loaded.task == "classification" else None
     lock = threading.Lock()  # one traced forward at a time: a trace hooks the shared model
     app = FastAPI(title="qkv attention explorer", docs_url=None, redoc_url=None)
-    page_html = _page_html(loaded.task, max_tokens, max_chars, labels)
+    page_html = explorer_page(loaded.task, max_tokens=max_tokens, max_chars=max_chars,
+                              default_text=default_text, labels=labels)
+    icon = static("favicon.svg")
 
     def error(status: int, message: str, **extra: Any) -> JSONResponse:
         return JSONResponse({"error": message, **extra}, status_code=status)
@@ -108,10 +74,14 @@ def create_app(loaded: Any, *, max_tokens: int = 256, max_chars: int | None = No
     def index() -> HTMLResponse:
         return HTMLResponse(page_html)
 
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon() -> Response:
+        return Response(icon, media_type="image/svg+xml")
+
     @app.get("/api/info")
     def info() -> dict:
         about = {"task": loaded.task, "max_tokens": max_tokens, "max_chars": max_chars,
-                 "views": list(VIEWS)}
+                 "views": list(VIEWS), "default_text": default_text}
         return about if labels is None else {**about, "labels": labels}
 
     @app.get("/api/attention")

@@ -20,9 +20,10 @@ format, version 1::
         "head_outputs": [H][T][D], "output": [T][E]}, ...]}
 
 Floats keep 6 significant digits; a non-finite number (a key a decoding step never saw) is
-``null``, so the document is strict JSON. :func:`qkv.views.explore` may add what the model
-made of the input, an optional ``"prediction"`` (a classifier's labels and probabilities; see
-:mod:`qkv.views.contract`).
+``null``, so the document is strict JSON. :func:`qkv.views.explore` adds what the model made
+of the input in the same forward pass, an optional ``"prediction"``: a classifier's labels and
+probabilities (``"classification"``), a translation's target text (``"translation"``), a
+language model's most probable next tokens (``"next_token"``); see :mod:`qkv.views.contract`.
 """
 
 from __future__ import annotations

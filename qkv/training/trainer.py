@@ -1,5 +1,9 @@
 """The training loop: batches by token count, Adam with a schedule, clipping, validation,
-metrics, checkpoints, and exact resumption.
+metrics, checkpoints, a time budget, and exact resumption.
+
+Every logged number goes to the run folder twice: ``metrics.jsonl`` (one JSON object a line) and
+TensorBoard event files in ``tensorboard/`` (``tensorboard --logdir RUN``), tagged
+``train/loss``, ``valid/bleu``… at the step; at the end the curves are drawn to ``curves.png``.
 
 Everything that decides what happens next is saved with each checkpoint — the weights, Adam's
 moments, the step, the position in the epoch's batch order (a pure function of the seed and the
@@ -11,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import random
 import sys
 import time
@@ -47,6 +52,12 @@ class TrainConfig:
         eval_every, save_every, log_every: in steps (0: only at the end).
         keep: how many checkpoints to keep in the output folder.
         seed: seeds the initialisation (by the caller), batch order and dropout.
+        max_time: a time budget in seconds for one call of :func:`train` (``None``: none).
+            Training stops after the first step that ends past it, then validates and saves a
+            checkpoint as at the end; ``resume`` continues from there with a fresh budget.
+        eval_subset: how many validation examples, the first ones, the validation metrics
+            beyond the loss (BLEU, accuracy: ``extra_validation``) are computed on (0: all);
+            the loss always uses all of them.
     """
 
     steps: int = 1000
@@ -63,12 +74,18 @@ class TrainConfig:
     log_every: int = 20
     keep: int = 2
     seed: int = 0
+    max_time: float | None = None
+    eval_subset: int = 200
 
     def __post_init__(self) -> None:
         for name in ("steps", "max_tokens", "warmup_steps", "keep"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive int, got {getattr(self, name)!r}")
-        for name in ("eval_every", "save_every", "log_every"):
+        if self.max_time is not None and (isinstance(self.max_time, bool) or not (
+                isinstance(self.max_time, (int, float)) and 0 < self.max_time < math.inf)):
+            raise ValueError(f"max_time must be a positive number of seconds or None, got "
+                             f"{self.max_time!r}")
+        for name in ("eval_every", "save_every", "log_every", "eval_subset"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.clip_norm is not None and self.clip_norm <= 0:
@@ -81,11 +98,15 @@ class TrainConfig:
 
 @dataclass
 class TrainResult:
-    """What a run ended with: the step, the last validation metrics, the final checkpoint."""
+    """What a run ended with: the step, the last validation metrics, the final checkpoint, why
+    it stopped (``stopped``: ``"steps"``, all of ``config.steps`` done, or ``"max_time"``, the
+    time budget ran out first) and the same in words (``message``)."""
 
     step: int
     metrics: dict[str, float] = field(default_factory=dict)
     checkpoint: Path | None = None
+    stopped: str = "steps"
+    message: str = ""
 
 
 def evaluate_loss(model: nn.Module, task, examples: Sequence, *, max_tokens: int) -> dict[str, float]:
@@ -132,17 +153,28 @@ def train(
     resume: bool = False,
     extra_validation: Callable[[nn.Module], dict[str, float]] | None = None,
     progress: bool = True,
+    clock: Callable[[], float] = time.monotonic,
 ) -> TrainResult:
     """Train ``model`` on ``task`` (:mod:`qkv.training.tasks`) and checkpoint it in ``output``.
 
     Args:
         train_examples, valid_examples: ``task.encode(...)`` outputs.
-        output: the run folder: checkpoints (``step-NNNNNNNN/``, ``latest``) and
-            ``metrics.jsonl`` (one JSON object per logged step or validation).
+        output: the run folder: checkpoints (``step-NNNNNNNN/``, ``latest``), ``metrics.jsonl``
+            (one JSON object per logged step or validation), the same numbers as TensorBoard
+            event files in ``tensorboard/``, and ``curves.png`` (drawn at the end).
         metadata: saved with every checkpoint (e.g. where the data came from).
-        resume: continue from ``output``'s latest checkpoint (weights, optimizer, RNG, batch).
-        extra_validation: more validation metrics, e.g. BLEU, computed after the loss.
-        progress: show a progress bar with loss, perplexity, learning rate and tokens/s.
+        resume: continue from ``output``'s latest checkpoint (weights, optimizer, RNG, batch);
+            metrics logged after that checkpoint (by a run that was killed) are dropped from
+            ``metrics.jsonl`` and hidden in TensorBoard, so that no step is logged twice.
+        extra_validation: more validation metrics, e.g. BLEU, computed after the loss, with the
+            model in eval mode (on ``config.eval_subset`` examples: the caller picks them).
+        progress: show a progress bar with loss, perplexity, learning rate, tokens/s and the
+            last validation metrics.
+        clock: seconds, for ``config.max_time`` (read once before the first step and once after
+            each step).
+
+    Returns:
+        a :class:`TrainResult`; its ``stopped`` says whether the steps or the time ran out.
     """
     output = Path(output)
     if not train_examples:
@@ -161,12 +193,17 @@ def train(
         torch.manual_seed(config.seed)
         random.seed(config.seed)
     output.mkdir(parents=True, exist_ok=True)
-    metrics_file = (output / "metrics.jsonl").open("a", encoding="utf-8")
+    log = _MetricsLog(output, resumed_at=step if resume else None)
     lengths = task.lengths(train_examples)
     metrics: dict[str, float] = {}
     last_checkpoint = None
+    stopped = "steps"
     bar = _progress_bar(config.steps, step, progress)
-    tokens_seen, clock, window_loss, window_nll, window_tokens = 0, time.perf_counter(), 0.0, 0.0, 0
+    shown: dict[str, dict[str, str]] = {"train": {}, "valid": {}}     # the bar's last numbers
+    # tokens/s: over the steps since the last log, training time only (validation and saving
+    # are left out by moving ``tick`` on past them)
+    tick, window_loss, window_nll, window_tokens = time.perf_counter(), 0.0, 0.0, 0
+    started = clock()
 
     def save() -> Path:
         nonlocal last_checkpoint
@@ -181,13 +218,16 @@ def train(
         nonlocal metrics
         metrics = evaluate_loss(model, task, valid_examples, max_tokens=config.max_tokens)
         if extra_validation is not None:
+            model.eval()
             metrics.update(extra_validation(model))
-        _log(metrics_file, {"step": step, "split": "valid", **metrics})
+        log.write({"step": step, "split": "valid", **metrics})
         bar.write(f"step {step}: valid " + " ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
+        shown["valid"] = {f"valid_{k}": f"{v:.4g}" for k, v in metrics.items() if k != "ppl"}
+        bar.set_postfix({**shown["train"], **shown["valid"]})
 
     try:
         model.train()
-        while step < config.steps:
+        while step < config.steps and stopped == "steps":
             batches = token_batches(lengths, config.max_tokens, seed=config.seed, epoch=epoch)
             while position < len(batches) and step < config.steps:
                 batch = task.collate([train_examples[i] for i in batches[position]])
@@ -206,43 +246,110 @@ def train(
                 window_loss += result.loss.item()
                 window_nll += result.nll.item()
                 window_tokens += result.tokens.item()
-                tokens_seen += result.tokens.item()
                 bar.update(1)
-                if config.log_every and (step % config.log_every == 0 or step == config.steps):
-                    elapsed = time.perf_counter() - clock
+                if config.max_time is not None and clock() - started >= config.max_time:
+                    stopped = "max_time"
+                last = step == config.steps or stopped == "max_time"
+                if config.log_every and (step % config.log_every == 0 or last):
+                    now = time.perf_counter()
                     record = {"step": step, "split": "train",
                               "loss": window_loss / max(window_tokens, 1),
                               "ppl": math.exp(min(window_nll / max(window_tokens, 1), 50.0)),
-                              "lr": lr, "tokens_per_s": tokens_seen / max(elapsed, 1e-9)}
-                    _log(metrics_file, record)
-                    bar.set_postfix(loss=f"{record['loss']:.3f}", ppl=f"{record['ppl']:.2f}",
-                                    lr=f"{lr:.2e}", tok_s=f"{record['tokens_per_s']:.0f}")
+                              "lr": lr, "tokens_per_s": window_tokens / max(now - tick, 1e-9)}
+                    tick = now
+                    log.write(record)
+                    shown["train"] = dict(loss=f"{record['loss']:.3f}", ppl=f"{record['ppl']:.2f}",
+                                          lr=f"{lr:.2e}", tok_s=f"{record['tokens_per_s']:.0f}")
+                    bar.set_postfix({**shown["train"], **shown["valid"]})
                     window_loss = window_nll = 0.0
                     window_tokens = 0
-                if config.eval_every and step % config.eval_every == 0 and step < config.steps:
+                if last:
+                    break
+                paused = time.perf_counter()
+                if config.eval_every and step % config.eval_every == 0:
                     validate()
                     model.train()
-                if config.save_every and step % config.save_every == 0 and step < config.steps:
+                if config.save_every and step % config.save_every == 0:
                     save()
+                tick += time.perf_counter() - paused
             if position >= len(batches):
                 epoch, position = epoch + 1, 0
         validate()
         save()
+        message = (f"stopped at step {step} of {config.steps}: the time budget of "
+                   f"{config.max_time:g} s ran out" if stopped == "max_time" else
+                   f"stopped at step {step}: all {config.steps} steps done")
+        bar.write(message)
     finally:
         bar.close()
-        metrics_file.close()
+        log.close()
     model.eval()
-    return TrainResult(step, metrics, last_checkpoint)
+    _draw_curves(output)
+    return TrainResult(step, metrics, last_checkpoint, stopped, message)
 
 
-def _log(file, record: dict) -> None:
-    file.write(json.dumps(record) + "\n")
-    file.flush()
+def _draw_curves(output: Path) -> None:
+    """``output/curves.png`` from its ``metrics.jsonl``."""
+    from qkv.views.curves import curve_series, read_metrics, save_curves
+
+    series = curve_series(read_metrics(output))
+    save_curves(series, output / "curves.png", title=f"training curves of {output.name}")
+
+
+class _MetricsLog:
+    """Writes each metrics record to ``metrics.jsonl`` and, as scalars tagged ``split/name`` at
+    the record's step, to TensorBoard event files in ``tensorboard/``.
+
+    ``resumed_at``: the step a resumed run continues from. Records after it, left by a run that
+    was stopped between checkpoints, are dropped from ``metrics.jsonl``, and TensorBoard is told
+    to purge its events from the next step on (``purge_step``).
+    """
+
+    def __init__(self, output: Path, *, resumed_at: int | None) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        path = output / "metrics.jsonl"
+        if resumed_at is not None and path.exists():
+            _truncate_metrics(path, resumed_at)
+        self.file = path.open("a", encoding="utf-8")
+        self.writer = SummaryWriter(str(output / "tensorboard"), flush_secs=10,
+                                    purge_step=None if resumed_at is None else resumed_at + 1)
+
+    def write(self, record: dict) -> None:
+        self.file.write(json.dumps(record) + "\n")
+        self.file.flush()
+        for name, value in record.items():
+            if name not in ("step", "split"):
+                self.writer.add_scalar(f"{record['split']}/{name}", value, record["step"])
+
+    def close(self) -> None:
+        self.file.close()
+        self.writer.close()
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """Keep only the records of ``path`` (``metrics.jsonl``) up to ``step``, rewriting the file
+    atomically; a last line cut short goes too."""
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    kept = [line for line in lines if _step_of(line) <= step]
+    if len(kept) == len(lines):
+        return
+    staging = path.with_name(f".{path.name}.tmp")
+    staging.write_text("".join(kept), encoding="utf-8")
+    os.replace(staging, path)
+
+
+def _step_of(line: str) -> float:
+    """A metrics line's step; infinite for a line cut short by a killed run (so it is dropped)."""
+    try:
+        return json.loads(line)["step"]
+    except (ValueError, KeyError, TypeError):
+        return math.inf
 
 
 class _NoBar:
     def update(self, n: int) -> None: ...
-    def set_postfix(self, **kwargs) -> None: ...
+    def set_postfix(self, *args, **kwargs) -> None: ...
     def write(self, text: str) -> None: print(text, file=sys.stderr)
     def close(self) -> None: ...
 

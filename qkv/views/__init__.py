@@ -9,8 +9,11 @@ ships inside the package: the views work offline, in a file, a notebook or ``qkv
 * :mod:`~qkv.views.heatmap` — :func:`save_heatmap`, one head or a layers × heads grid, PNG/SVG;
 * :mod:`~qkv.views.pack` — :func:`page_data`, long inputs pruned to top-k edges for a page;
 * :mod:`~qkv.views.html` — :func:`render_html`, :func:`save_html`, :class:`AttentionView`;
-* :mod:`~qkv.views.explore` — :func:`explore`, model + text → document (a classifier's with
-  its ``"prediction"``, shown beside the attention);
+* :mod:`~qkv.views.explore` — :func:`explore`, model + text → document, with the model's
+  ``"prediction"`` (the translation, the next tokens or the class), shown beside the attention;
+* :mod:`~qkv.views.confusion` — :func:`~qkv.views.confusion.save_confusion_matrix`, a
+  classifier's confusion matrix as a PNG;
+* :mod:`~qkv.views.curves` — training curves from ``metrics.jsonl`` (``qkv plot``);
 * :mod:`~qkv.views.examples` — :func:`tiny_document`, a hand-computed document to try things.
 """
 

@@ -18,6 +18,24 @@ builds from a trace; every view of :mod:`qkv.views` renders one. Its shape::
 
 ``kind`` names the attention: ``"encoder"`` bidirectional self-attention, ``"decoder"`` causal
 self-attention, ``"cross"`` decoder queries over encoder keys.
+
+A document may also carry what the model made of the input, from the same forward pass, as an
+optional ``"prediction"`` of one of the :data:`PREDICTION_KINDS` (the views show it in a panel
+beside the attention)::
+
+    {"kind": "classification",               # a classifier's
+     "labels": [C names], "probabilities": [C], "label": the most probable label,
+     "logits": [C]}                          # (logits optional)
+    {"kind": "translation",                  # an encoder-decoder's
+     "text": str,                            # the target side as text, special tokens dropped
+     "greedy": bool}                         # (optional) true: the model's greedy output;
+                                             # false: a target given to teacher-force
+    {"kind": "next_token",                   # a language model's, after the last token
+     "tokens": [k token strings], "probabilities": [k],   # most probable first
+     "ids": [k ints]}                        # (ids optional)
+
+Probabilities lie in [0, 1]; a classifier's sum to 1, the ``k`` most probable next tokens' to at
+most 1 (both within float32 rounding).
 """
 
 from __future__ import annotations
@@ -39,7 +57,9 @@ __all__ = [
 ]
 
 KINDS = ("encoder", "decoder", "cross")
-PREDICTION_KINDS = ("classification",)
+PREDICTION_KINDS = ("classification", "translation", "next_token")
+_PREDICTION_FIELDS = {"classification": ("labels", "probabilities", "label"),
+                      "translation": ("text",), "next_token": ("tokens", "probabilities")}
 _SUM_TOLERANCE = 1e-4  # probabilities sum to 1 within this (float32 softmax, JSON round trips)
 _REQUIRED = ("name", "kind", "layer", "query_side", "key_side", "num_heads", "weights")
 
@@ -108,16 +128,31 @@ def check_prediction(prediction: Any) -> dict:
         Traceback (most recent call last):
         ...
         ValueError: prediction: label must be the most probable label, 'spam' (0.75), got 'ham' (0.25)
+        >>> check_prediction({"kind": "next_token", "tokens": ["dog", "cat"],
+        ...                   "probabilities": [0.25, 0.5]})
+        Traceback (most recent call last):
+        ...
+        ValueError: prediction: next-token probabilities must be most probable first, got [0.25, 0.5]
     """
     if not isinstance(prediction, Mapping):
         raise TypeError(f"'prediction' must be a dict, got {type(prediction).__name__}")
-    missing = [f for f in ("kind", "labels", "probabilities", "label") if f not in prediction]
-    if missing:
-        raise ValueError(f"prediction lacks field(s) {', '.join(missing)}; got fields "
-                         f"{sorted(prediction)}")
+    if "kind" not in prediction:
+        raise ValueError(f"prediction lacks field(s) kind; got fields {sorted(prediction)}")
     if prediction["kind"] not in PREDICTION_KINDS:
         raise ValueError(f"prediction: kind must be one of {PREDICTION_KINDS}, got "
                          f"{prediction['kind']!r}")
+    kind = prediction["kind"]
+    missing = [f for f in _PREDICTION_FIELDS[kind] if f not in prediction]
+    if missing:
+        raise ValueError(f"prediction lacks field(s) {', '.join(missing)} (a {kind!r} "
+                         f"prediction needs {', '.join(_PREDICTION_FIELDS[kind])}); got fields "
+                         f"{sorted(prediction)}")
+    {"classification": _check_classification, "translation": _check_translation,
+     "next_token": _check_next_token}[kind](prediction)
+    return prediction
+
+
+def _check_classification(prediction: Mapping) -> None:
     labels = prediction["labels"]
     if (isinstance(labels, str) or not isinstance(labels, Sequence) or len(labels) < 2
             or not all(isinstance(label, str) for label in labels)):
@@ -129,8 +164,7 @@ def check_prediction(prediction: Any) -> dict:
     if "logits" in prediction:
         _check_numbers("logits", prediction["logits"], len(labels))
     probabilities = prediction["probabilities"]
-    if any(not 0.0 <= p <= 1.0 for p in probabilities):
-        raise ValueError(f"prediction: probabilities must lie in [0, 1], got {probabilities}")
+    _check_probabilities(probabilities)
     total = sum(probabilities)
     if abs(total - 1.0) > _SUM_TOLERANCE:
         raise ValueError(f"prediction: probabilities must sum to 1, got a sum of {total:.6g}")
@@ -141,16 +175,54 @@ def check_prediction(prediction: Any) -> dict:
                else f"{label!r}, not one of the labels")
         raise ValueError(f"prediction: label must be the most probable label, "
                          f"{labels[best]!r} ({probabilities[best]:.4g}), got {got}")
-    return prediction
 
 
-def _check_numbers(field: str, values: Any, count: int) -> None:
+def _check_translation(prediction: Mapping) -> None:
+    if not isinstance(prediction["text"], str):
+        raise ValueError(f"prediction: a translation's text must be a str, got "
+                         f"{type(prediction['text']).__name__}")
+    if "greedy" in prediction and not isinstance(prediction["greedy"], bool):
+        raise ValueError(f"prediction: greedy must be true or false, got "
+                         f"{prediction['greedy']!r:.80}")
+
+
+def _check_next_token(prediction: Mapping) -> None:
+    tokens = prediction["tokens"]
+    if (isinstance(tokens, str) or not isinstance(tokens, Sequence) or not tokens
+            or not all(isinstance(token, str) for token in tokens)):
+        raise ValueError(f"prediction: tokens must be a non-empty list of token strings, got "
+                         f"{tokens!r:.80}")
+    probabilities = prediction["probabilities"]
+    _check_numbers("probabilities", probabilities, len(tokens), per="token")
+    _check_probabilities(probabilities)
+    if any(a < b for a, b in zip(probabilities, probabilities[1:])):
+        raise ValueError(f"prediction: next-token probabilities must be most probable first, "
+                         f"got {list(probabilities)!r:.80}")
+    total = sum(probabilities)
+    if total > 1.0 + _SUM_TOLERANCE:
+        raise ValueError(f"prediction: the next-token probabilities must sum to at most 1, "
+                         f"got a sum of {total:.6g}")
+    if "ids" in prediction:
+        ids = prediction["ids"]
+        if (isinstance(ids, str) or not isinstance(ids, Sequence) or len(ids) != len(tokens)
+                or not all(isinstance(i, int) and not isinstance(i, bool) and i >= 0
+                           for i in ids) or len(set(ids)) != len(ids)):
+            raise ValueError(f"prediction: ids must be {len(tokens)} distinct token ids (ints "
+                             f">= 0), one per token, got {ids!r:.80}")
+
+
+def _check_probabilities(probabilities: Sequence[float]) -> None:
+    if any(not 0.0 <= p <= 1.0 for p in probabilities):
+        raise ValueError(f"prediction: probabilities must lie in [0, 1], got {probabilities}")
+
+
+def _check_numbers(field: str, values: Any, count: int, *, per: str = "label") -> None:
     """``values`` is a list of ``count`` finite numbers (a bool is no number)."""
     if (isinstance(values, str) or not isinstance(values, Sequence)
             or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in values)):
         raise ValueError(f"prediction: {field} must be a list of numbers, got {values!r:.80}")
     if len(values) != count:
-        raise ValueError(f"prediction: {field} must have one number per label, {count}, got "
+        raise ValueError(f"prediction: {field} must have one number per {per}, {count}, got "
                          f"{len(values)}")
     if not all(math.isfinite(x) for x in values):
         raise ValueError(f"prediction: {field} must be finite, got {list(values)!r:.80}")

@@ -2,8 +2,10 @@
 
 The one place where the views meet a live model: :func:`explore` builds the model's input the way
 its task does, runs one traced forward pass (:func:`qkv.trace.trace`) and returns
-:func:`qkv.trace.attention_document` of it — for a classifier, with the ``"prediction"`` of that
-same forward pass (:func:`classification_prediction`). ``qkv view`` and ``qkv serve`` both call it.
+:func:`qkv.trace.attention_document` of it, with the ``"prediction"`` of that same forward pass
+(:mod:`qkv.views.contract`): a classifier's labels (:func:`classification_prediction`), a
+translation's text (:func:`translation_prediction`), a language model's most probable next
+tokens (:func:`next_token_prediction`). ``qkv view`` and ``qkv serve`` both call it.
 """
 
 from __future__ import annotations
@@ -13,10 +15,14 @@ from torch import nn
 
 from qkv.tokenizers.base import Tokenizer
 
-__all__ = ["TASKS", "TooManyTokens", "classification_prediction", "explore", "labels_of",
-           "model_inputs"]
+__all__ = ["DEFAULT_TEXTS", "TASKS", "TooManyTokens", "classification_prediction", "explore",
+           "labels_of", "model_inputs", "next_token_prediction", "translation_prediction"]
 
 TASKS = ("translation", "language_model", "encoder", "classification")
+# The sentence an explorer opens on, by task: a language model's stops where "dog" may follow.
+DEFAULT_TEXTS = {"translation": "I love my dog", "language_model": "I love my",
+                 "encoder": "I love my dog", "classification": "I love my dog"}
+NEXT_TOKENS = 10  # next-token candidates a language model's prediction lists
 
 
 class TooManyTokens(ValueError):
@@ -80,6 +86,60 @@ def classification_prediction(labels: list[str], logits: torch.Tensor) -> dict:
     return {"kind": "classification", "labels": list(labels), "logits": logits.tolist(),
             "probabilities": probabilities.tolist(),
             "label": labels[int(probabilities.argmax())]}
+
+
+def next_token_prediction(tokenizer: Tokenizer, logits: torch.Tensor,
+                          k: int = NEXT_TOKENS) -> dict:
+    """The ``"prediction"`` field of a language model's document: the ``k`` likeliest next tokens.
+
+    Args:
+        tokenizer: turns the ids into the token strings the views show.
+        logits: the model's output at the last position of the text.
+        k: how many candidates (at most ``V``).
+
+    Shape:
+        ``logits (V,)``
+
+    Returns:
+        ``{"kind": "next_token", "tokens": [k], "ids": [k], "probabilities": [k]}``, most probable
+        first; the probabilities are ``softmax(logits)`` over the whole vocabulary, in float32.
+
+    Example:
+        >>> from qkv.tokenizers import WordTokenizer
+        >>> tokenizer = WordTokenizer.train(["I love my dog"])
+        >>> logits = torch.zeros(tokenizer.vocab_size)
+        >>> logits[tokenizer.encode("dog")[0]] = 3.0
+        >>> p = next_token_prediction(tokenizer, logits, k=2)
+        >>> p["tokens"][0], round(p["probabilities"][0], 4), len(p["ids"])
+        ('dog', 0.7416, 2)
+    """
+    logits = logits.detach().float().cpu()
+    if logits.dim() != 1:
+        raise ValueError(f"logits must have shape (V,), got {tuple(logits.shape)}")
+    if not isinstance(k, int) or k < 1:
+        raise ValueError(f"k must be a positive int, got {k!r}")
+    best = torch.softmax(logits, dim=-1).topk(min(k, logits.shape[0]))        # (k,)
+    ids = best.indices.tolist()
+    return {"kind": "next_token", "tokens": tokenizer.tokens(ids), "ids": ids,
+            "probabilities": best.values.tolist()}
+
+
+def translation_prediction(tokenizer: Tokenizer, target: list[int], *, greedy: bool) -> dict:
+    """The ``"prediction"`` field of a translation's document: its target side as text.
+
+    Args:
+        tokenizer: the target tokenizer; its ``decode`` drops ``<bos>`` and the other specials.
+        target: the target ids the traced forward pass read, ``<bos>`` first.
+        greedy: whether they are the model's greedy output (else a target given by the reader).
+
+    Example:
+        >>> from qkv.tokenizers import WordTokenizer
+        >>> tokenizer = WordTokenizer.train(["I love my dog"])
+        >>> translation_prediction(tokenizer, [tokenizer.bos_id, *tokenizer.encode("my dog")],
+        ...                        greedy=True)
+        {'kind': 'translation', 'text': 'my dog', 'greedy': True}
+    """
+    return {"kind": "translation", "text": tokenizer.decode(target), "greedy": bool(greedy)}
 
 
 def model_inputs(
@@ -164,8 +224,11 @@ def explore(
         detail: include queries, keys, values, scores… (the neuron and step views need them).
 
     Returns:
-        the document of :mod:`qkv.trace.document`, its title the text; for a classifier, with
-        a ``"prediction"`` (:func:`classification_prediction`) of the traced forward pass.
+        the document of :mod:`qkv.trace.document`, its title the text, with the ``"prediction"``
+        of the traced forward pass: a classifier's labels (:func:`classification_prediction`),
+        a translation's target text (:func:`translation_prediction`), a language model's 10 most
+        probable next tokens after the text (:func:`next_token_prediction`); an encoder's
+        document has none.
 
     Example:
         >>> import qkv
@@ -175,8 +238,8 @@ def explore(
         ...     d_model=16, num_heads=2, num_layers=2, d_ff=32)).eval()
         >>> doc = explore(model, task="language_model", source_tokenizer=tokenizer,
         ...               text="I love my dog")
-        >>> doc["sides"]["text"], len(doc["attentions"])
-        (['<bos>', 'I', 'love', 'my', 'dog'], 2)
+        >>> doc["sides"]["text"], len(doc["attentions"]), doc["prediction"]["kind"]
+        (['<bos>', 'I', 'love', 'my', 'dog'], 2, 'next_token')
         >>> classifier = qkv.SequenceClassifier(qkv.SequenceClassifierConfig(
         ...     vocab_size=tokenizer.vocab_size, d_model=16, num_heads=2, num_layers=1, d_ff=32,
         ...     labels=["ham", "spam"])).eval()
@@ -205,6 +268,11 @@ def explore(
     title = text if task != "translation" else (
         f"{text} → {target_tokenizer.decode(ids['target'])}")
     document = attention_document(recorded, tokens, title=title, detail=detail)
-    if labels is not None:
+    if task == "classification":
         document["prediction"] = classification_prediction(labels, output[0])
+    elif task == "language_model":
+        document["prediction"] = next_token_prediction(source_tokenizer, output[0, -1])
+    elif task == "translation":
+        document["prediction"] = translation_prediction(target_tokenizer, ids["target"],
+                                                        greedy=target_text is None)
     return document

@@ -1,13 +1,20 @@
 """The explorer's API through FastAPI's TestClient: documents, limits, escaping, a classifier's
 prediction."""
 
+import base64
+import json
+import re
+
 import pytest
 import torch
 from fastapi.testclient import TestClient
 
+from qkv.decoding import greedy
 from qkv.decoding.classify import classify_texts
 from qkv.serve import create_app
+from qkv.serve.page import static
 from qkv.trace import trace
+from qkv.views.html import asset
 from tests.serve.conftest import LABELS
 
 
@@ -21,6 +28,38 @@ def test_page_is_self_contained(client):
     assert response.status_code == 200 and response.headers["content-type"].startswith("text/html")
     assert 'id="qkv-text"' in response.text and "window.qkvViews" in response.text
     assert "https://" not in response.text and " src=" not in response.text
+    assert '<link rel="icon" type="image/svg+xml" href="data:image/svg+xml;base64,' in response.text
+    assert "{{" not in response.text                              # every slot filled
+
+
+def test_page_is_the_shipped_files_with_the_models_config(client):
+    text = client.get("/").text
+    for name in ("explorer.js", "explorer.css"):
+        assert static(name) in text
+    assert asset("qkv_views.js") in text and asset("qkv_views.css") in text
+    config = re.search(r'<script type="application/json" id="qkv-config">(.*?)</script>',
+                       text).group(1)
+    assert json.loads(config) == {"task": "translation", "views": ["head", "model", "neuron",
+                                  "step"], "max_tokens": 6, "max_chars": 120,
+                                  "default_text": "I love my dog"}
+
+
+def test_favicon_is_the_shipped_svg(client):
+    response = client.get("/favicon.ico")
+    assert response.status_code == 200 and response.headers["content-type"] == "image/svg+xml"
+    assert response.text == static("favicon.svg") and response.text.startswith("<svg")
+    icon = re.search(r'rel="icon" type="image/svg\+xml" href="data:image/svg\+xml;base64,([^"]+)"',
+                     client.get("/").text).group(1)
+    assert base64.b64decode(icon).decode("utf-8") == static("favicon.svg")
+
+
+def test_default_text_is_the_tasks_or_given(loaded):
+    info = TestClient(create_app(loaded, default_text="the cat")).get("/api/info").json()
+    assert info["default_text"] == "the cat"
+    assert TestClient(create_app(loaded)).get("/api/info").json()["default_text"] == \
+        "I love my dog"
+    with pytest.raises(ValueError, match="default_text must be a non-empty sentence, got ' '"):
+        create_app(loaded, default_text=" ")
 
 
 def test_attention_is_the_models(client, loaded):
@@ -29,6 +68,7 @@ def test_attention_is_the_models(client, loaded):
     document = response.json()
     assert document["sides"] == {"source": ["I", "love", "my", "dog", "<eos>"],
                                  "target": ["<bos>", "the", "cat"]}
+    assert document["prediction"] == {"kind": "translation", "text": "the cat", "greedy": False}
     with trace(loaded.model) as t:
         loaded.model(torch.tensor([[4, 5, 6, 7, 2]]), torch.tensor([[1, 8, 9]]))
     for record in document["attentions"]:
@@ -110,3 +150,26 @@ def test_a_classification_task_needs_a_classifier(loaded):
     loaded.task = "classification"
     with pytest.raises(ValueError, match="needs a qkv.SequenceClassifier .* got Transformer"):
         create_app(loaded)
+
+
+def test_translation_carries_the_greedy_translation(client, loaded):
+    document = client.get("/api/attention", params={"text": "I love my dog"}).json()
+    tokenizer = loaded.source_tokenizer
+    output = greedy(loaded.model, torch.tensor([[4, 5, 6, 7, 2]]), bos_id=1, eos_id=2,
+                    max_len=5)[0]                                 # the limit, 6, less <bos>
+    assert document["prediction"] == {"kind": "translation", "text": tokenizer.decode(output),
+                                      "greedy": True}
+    assert document["sides"]["target"] == tokenizer.tokens([1, *output])
+
+
+def test_language_model_carries_its_next_tokens(language_model_loaded):
+    client = TestClient(create_app(language_model_loaded, max_tokens=8))
+    assert client.get("/api/info").json()["default_text"] == "I love my"
+    document = client.get("/api/attention", params={"text": "I love my"}).json()
+    logits = language_model_loaded.model(torch.tensor([[1, 4, 5, 6]]))[0, -1]   # a direct call
+    expected = torch.softmax(logits, dim=-1).topk(10)
+    prediction = document["prediction"]
+    assert prediction["ids"] == expected.indices.tolist()
+    assert prediction["tokens"] == language_model_loaded.source_tokenizer.tokens(prediction["ids"])
+    torch.testing.assert_close(torch.tensor(prediction["probabilities"]), expected.values,
+                               atol=1e-6, rtol=0)

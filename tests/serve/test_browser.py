@@ -1,67 +1,35 @@
 """End to end: the live explorer in Debian's Chromium, driven by Playwright.
 
 uvicorn serves :func:`qkv.serve.create_app` on a free loopback port in a thread; headless
-Chromium (``/usr/bin/chromium``; Playwright never downloads a browser here) types a sentence,
+Chromium (``/usr/bin/chromium``; Playwright never downloads a browser here) opens the page, which
+shows the task's default sentence at once, or the sentence of its URL; the test types others,
 switches attention kind, layer and head, and the weights the page draws (the head view's
 ``data-weight`` lines, read through ``qkvView().shownEdges()``) must equal those qkv.trace
-records. For a classifier, the labels and probabilities the page shows (live, and in a static
-``qkv view`` page) must be the API's. Screenshots go to ``tmp_path`` and to ``$QKV_ARTIFACTS``
-(default ``tests/artifacts``).
+records. The model's output beside them — a translation, a language model's next tokens, a
+classifier's labels — must be the API's and the model's, live and in a static ``qkv view`` page.
+No test may leave a script error, a console error or a failed request behind. Layout at two
+widths and screenshots: ``test_layout.py``.
 """
-
-import os
-import shutil
-import socket
-import threading
-import time
-from contextlib import contextmanager
-from pathlib import Path
 
 import pytest
 import torch
 
 import qkv
-from qkv.serve import create_app
+from qkv.decoding import greedy
 from qkv.trace import trace
 from qkv.views import explore, save_html
 from qkv.views.explore import model_inputs
+from tests.serve.browser import (
+    artefact,
+    assert_clean,
+    link,
+    ready,
+    serving,
+    shown_prediction,
+    submit,
+)
 from tests.serve.conftest import LABELS
 from tests.space_tokenizer import space_tokenizer
-
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(),
-                                reason=f"{CHROMIUM} is missing (Debian: apt-get install chromium)")
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextmanager
-def serving(loaded):
-    """The explorer of ``loaded`` served by uvicorn in a thread; yields its URL."""
-    import uvicorn
-
-    port = free_port()
-    config = uvicorn.Config(create_app(loaded, max_tokens=16), host="127.0.0.1", port=port,
-                            log_level="warning")
-    instance = uvicorn.Server(config)
-    thread = threading.Thread(target=instance.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not instance.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}/"
-    finally:
-        instance.should_exit = True
-        thread.join(10)
 
 
 @pytest.fixture
@@ -77,41 +45,26 @@ def classifier_server(classifier_loaded):
 
 
 @pytest.fixture
-def page():
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        page = browser.new_page(viewport={"width": 1100, "height": 900})
-        page.errors = []
-        page.on("pageerror", lambda error: page.errors.append(str(error)))
-        page.on("dialog", lambda dialog: (page.errors.append("dialog: " + dialog.message),
-                                          dialog.dismiss()))
-        yield page
-        browser.close()
+def language_model_server(language_model_loaded):
+    with serving(language_model_loaded) as url:
+        yield url
 
 
-def artefact(page, tmp_path, name):
-    path = page.screenshot(path=tmp_path / name, full_page=True) and tmp_path / name
-    folder = Path(os.environ.get("QKV_ARTIFACTS") or Path(__file__).parents[1] / "artifacts")
-    folder.mkdir(parents=True, exist_ok=True)
-    shutil.copy(path, folder / name)
-    return path
+def sides(page):
+    return page.evaluate("qkvView('qkv-live').doc.sides")
 
 
-def submit(page, text):
-    page.evaluate("document.getElementById('qkv-live').removeAttribute('data-ready')")
-    page.fill("#qkv-text", text)
-    page.press("#qkv-text", "Enter")
-    page.wait_for_selector("#qkv-live[data-ready='1'] .qkv-edges line", state="attached",
-                           timeout=20_000)
-
-
-def test_page_shows_the_weights_the_model_computes(server, page, loaded, tmp_path):
+def test_page_shows_the_default_sentence_and_the_weights_the_model_computes(server, page, loaded,
+                                                                             tmp_path):
     page.goto(server)
-    submit(page, "I love my dog")
+    ready(page)                                                     # no submit: at once
+    assert page.input_value("#qkv-text") == "I love my dog"
+    assert page.evaluate("location.search") == ""
     ids = model_inputs(loaded.model, task="translation", source_tokenizer=loaded.source_tokenizer,
                        target_tokenizer=loaded.target_tokenizer, text="I love my dog",
                        max_tokens=16)                               # the same greedy target
+    assert sides(page)["source"] == ["I", "love", "my", "dog", "<eos>"]
+    assert sides(page)["target"] == loaded.target_tokenizer.tokens(ids["target"])
     with trace(loaded.model) as t:
         loaded.model(torch.tensor([ids["source"]]), torch.tensor([ids["target"]]))
 
@@ -140,12 +93,54 @@ def test_page_shows_the_weights_the_model_computes(server, page, loaded, tmp_pat
     torch.testing.assert_close(torch.tensor(rows), t["decoder.layers.1.self_attention"]
                                .weights[0, 0, 1], atol=1e-6, rtol=1e-5)
     artefact(page, tmp_path, "serve-step-view.png")
-    assert page.errors == []
+    assert_clean(page)
+
+
+def test_explorer_shows_the_greedy_translation(server, page, loaded):
+    page.goto(server)
+    ready(page)
+    tokenizer = loaded.target_tokenizer
+    output = greedy(loaded.model, torch.tensor([[4, 5, 6, 7, 2]]), bos_id=1, eos_id=2,
+                    max_len=15)[0]                                  # a direct call
+    assert page.text_content("#qkv-live .qkv-prediction h4") == "Translation"
+    shown = page.text_content("#qkv-live .qkv-translation")
+    assert shown == (tokenizer.decode(output) or "(empty: the model ended at once)")
+    assert "greedy output" in page.text_content("#qkv-live .qkv-prediction .qkv-note")
+    assert_clean(page)
+
+
+def test_the_url_keeps_the_sentence(server, page):
+    page.goto(link(server, text="the cat", target="my dog"))         # a shared link
+    ready(page)
+    assert (page.input_value("#qkv-text"), page.input_value("#qkv-target")) == ("the cat",
+                                                                                "my dog")
+    assert sides(page) == {"source": ["the", "cat", "<eos>"], "target": ["<bos>", "my", "dog"]}
+    assert page.text_content("#qkv-live .qkv-translation") == "my dog"
+    assert "teacher-forced" in page.text_content("#qkv-live .qkv-prediction .qkv-note")
+
+    page.fill("#qkv-target", "")
+    submit(page, "I love")
+    assert page.evaluate("location.search") == "?text=I+love"
+    assert sides(page)["source"] == ["I", "love", "<eos>"]
+    page.reload()                                                   # the link opens on it
+    ready(page)
+    assert page.input_value("#qkv-text") == "I love"
+    assert sides(page)["source"] == ["I", "love", "<eos>"]
+
+    page.fill("#qkv-target", "the cat")
+    submit(page, "我爱狗 & love")
+    assert page.evaluate("location.search") == "?text=%E6%88%91%E7%88%B1%E7%8B%97+%26+love" \
+                                               "&target=the+cat"
+    page.goto(page.url)
+    ready(page)
+    assert sides(page) == {"source": ["我爱狗", "<unk>", "love", "<eos>"],
+                           "target": ["<bos>", "the", "cat"]}
+    assert_clean(page)
 
 
 def test_script_tokens_render_as_text(server, page, tmp_path):
-    page.goto(server)
-    submit(page, "<script>alert(1)</script> </script> love")
+    page.goto(link(server, text="<script>alert(1)</script> </script> love"))
+    ready(page)
     tokens = page.eval_on_selector_all(
         "#qkv-live .qkv-token[data-side='key']",
         "nodes => nodes.map(n => [n.firstChild.nodeValue, n.querySelector('title').textContent])")
@@ -158,35 +153,51 @@ def test_script_tokens_render_as_text(server, page, tmp_path):
                                        "nodes => nodes.map(n => n.textContent)")
     assert "</script>" in header
     artefact(page, tmp_path, "serve-model-view.png")
-    assert page.errors == []
+    assert_clean(page)
 
 
 def test_too_long_input_shows_the_limit(server, page):
     page.goto(server)
+    ready(page)
     page.fill("#qkv-text", " ".join(["love"] * 20))
     page.press("#qkv-text", "Enter")
     page.wait_for_selector("#qkv-status.qkv-error")
     assert "more than the limit of 16" in page.text_content("#qkv-status")
+    assert [status for status, _ in page.bad_responses] == [400]
+    assert_clean(page, expected_statuses=[400])
 
 
-def shown_prediction(page, scope):
-    """The prediction panel as the reader sees it: the best label, and each row's cells."""
-    best = page.text_content(f"{scope} .qkv-predicted-label")
-    rows = page.eval_on_selector_all(f"{scope} .qkv-ranking tr[data-label]", """
-        rows => rows.map(r => ({rank: r.cells[0].textContent, label: r.cells[1].textContent,
-                                children: r.cells[1].children.length,
-                                text: r.cells[2].textContent,
-                                probability: +r.dataset.probability}))""")
-    return best, rows
+def test_explorer_shows_a_language_models_next_tokens(language_model_server,
+                                                      language_model_loaded, page, tmp_path):
+    page.goto(language_model_server)
+    ready(page)
+    assert page.input_value("#qkv-text") == "I love my"              # the task's default
+    assert sides(page) == {"text": ["<bos>", "I", "love", "my"]}
+    model, tokenizer = language_model_loaded.model, language_model_loaded.source_tokenizer
+    logits = model(torch.tensor([[1, 4, 5, 6]]))[0, -1]              # a direct call
+    expected = torch.softmax(logits, dim=-1).topk(10)
+    api = page.evaluate("fetch('api/attention?text=' + encodeURIComponent('I love my'))"
+                        ".then(r => r.json())")["prediction"]
+    assert page.text_content("#qkv-live .qkv-prediction h4") == "Next token"
+    best, rows = shown_prediction(page, "#qkv-live")
+    assert [row["label"] for row in rows] == tokenizer.tokens(expected.indices.tolist())
+    assert [row["label"] for row in rows] == api["tokens"] and best == rows[0]["label"]
+    assert [row["probability"] for row in rows] == api["probabilities"]
+    torch.testing.assert_close(torch.tensor([row["probability"] for row in rows]),
+                               expected.values, atol=1e-6, rtol=0)
+    assert [row["text"] for row in rows] == [f"{p:.4f}" for p in api["probabilities"]]
+    assert [row["rank"] for row in rows] == [str(i) for i in range(1, 11)]
+    artefact(page, tmp_path, "serve-next-token.png")
+    assert_clean(page)
 
 
 def test_explorer_shows_a_classifiers_prediction(classifier_server, classifier_loaded, page,
                                                  tmp_path):
     page.goto(classifier_server)
     assert page.text_content("#qkv-task") == "(classification, 3 labels)"
-    submit(page, "I love my dog")
+    submit(page, "I love my dog the cat")
     page.wait_for_selector("#qkv-live .qkv-prediction")
-    api = page.evaluate("fetch('api/attention?text=' + encodeURIComponent('I love my dog'))"
+    api = page.evaluate("fetch('api/attention?text=' + encodeURIComponent('I love my dog the cat'))"
                         ".then(r => r.json())")["prediction"]
     best, rows = shown_prediction(page, "#qkv-live")
     order = sorted(range(len(LABELS)), key=lambda i: -api["probabilities"][i])
@@ -202,7 +213,7 @@ def test_explorer_shows_a_classifiers_prediction(classifier_server, classifier_l
 
     model = classifier_loaded.model
     with trace(model) as t:
-        model(torch.tensor([[1, 4, 5, 6, 7, 2]]))
+        model(torch.tensor([[1, 4, 5, 6, 7, 8, 9, 2]]))
     page.select_option("#qkv-live select.qkv-layer", "1")
     page.select_option("#qkv-live select.qkv-head-select", "1")
     expected = t["encoder.layers.1.self_attention"].weights[0, 1]     # (T, S)
@@ -214,11 +225,11 @@ def test_explorer_shows_a_classifiers_prediction(classifier_server, classifier_l
 
     for view, selector, count in [("model", ".qkv-thumb", 4),                   # 2 layers × 2 heads
                                   ("neuron", ".qkv-neuron tr[data-dim]", 8),    # D = 16 / 2
-                                  ("step", ".qkv-steps tr[data-weight]", 6)]:   # 6 keys
+                                  ("step", ".qkv-steps tr[data-weight]", 8)]:   # 8 keys
         page.click(f"#qkv-live button.qkv-tab[data-view='{view}']")
         assert page.eval_on_selector_all(f"#qkv-live {selector}", "n => n.length") == count, view
         assert shown_prediction(page, "#qkv-live") == (best, rows)    # the panel stays
-    assert page.errors == []
+    assert_clean(page)
 
 
 def test_static_page_ranks_the_ten_most_probable_of_many_labels(page, tmp_path):
@@ -240,4 +251,28 @@ def test_static_page_ranks_the_ten_most_probable_of_many_labels(page, tmp_path):
     assert [row["probability"] for row in rows] == [probabilities[i] for i in order]
     assert "The 10 most probable of 12 labels." in page.text_content(".qkv-prediction")
     artefact(page, tmp_path, "view-classifier.png")
-    assert page.errors == []
+    assert_clean(page)
+
+
+def test_static_page_shows_a_translation_and_next_tokens(page, tmp_path, loaded,
+                                                         language_model_loaded):
+    tokenizer = space_tokenizer()
+    translated = explore(loaded.model, task="translation", source_tokenizer=tokenizer,
+                         text="I love my dog", target_text="我爱狗 </script>")
+    page.goto(save_html(translated, tmp_path / "translation.html").as_uri())
+    text = translated["prediction"]["text"]
+    assert "我爱狗" in text and "</script>" in text                     # as the tokenizer decodes
+    assert page.text_content(".qkv-view .qkv-translation") == text
+    assert "teacher-forced" in page.text_content(".qkv-view .qkv-prediction")
+    artefact(page, tmp_path, "view-translation.png")
+
+    following = explore(language_model_loaded.model, task="language_model",
+                        source_tokenizer=tokenizer, text="the cat")
+    page.goto(save_html(following, tmp_path / "language-model.html").as_uri())
+    best, rows = shown_prediction(page, ".qkv-view")
+    prediction = following["prediction"]
+    assert [(row["label"], row["probability"]) for row in rows] == list(
+        zip(prediction["tokens"], prediction["probabilities"]))
+    assert best == prediction["tokens"][0]
+    artefact(page, tmp_path, "view-next-token.png")
+    assert_clean(page)

@@ -24,7 +24,7 @@ def test_qkv_serve_serves_a_saved_checkpoint(tmp_path):
         port = s.getsockname()[1]
     process = subprocess.Popen(
         [sys.executable, "-m", "qkv", "serve", str(folder), "--port", str(port),
-         "--max-tokens", "8"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+         "--max-tokens", "8", "--text", "the cat"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         url, deadline = f"http://127.0.0.1:{port}", time.monotonic() + 60
         while True:
@@ -36,6 +36,7 @@ def test_qkv_serve_serves_a_saved_checkpoint(tmp_path):
                 assert time.monotonic() < deadline, "qkv serve did not start"
                 time.sleep(0.2)
         assert info["task"] == "language_model" and info["max_tokens"] == 8
+        assert info["default_text"] == "the cat"                    # --text: the page opens on it
         document = httpx.get(f"{url}/api/attention", params={"text": "I love my dog"}).json()
         assert document["sides"]["text"] == ["<bos>", "I", "love", "my", "dog"]
         too_long = httpx.get(f"{url}/api/attention", params={"text": "I love my dog " * 3})

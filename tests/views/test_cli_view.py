@@ -31,7 +31,8 @@ def test_view_writes_html_and_one_grid_per_kind(tmp_path, loaded, capsys):
     assert out.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
     for kind in ("encoder", "decoder", "cross"):
         assert (tmp_path / f"grid-{kind}.png").read_bytes()[:4] == b"\x89PNG"
-    assert "wrote" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "translation: 'the cat'" in out and "wrote" in out
 
 
 def test_view_reports_too_long_input(tmp_path, loaded):
@@ -63,3 +64,18 @@ def test_view_of_a_classifier_checkpoint_shows_its_prediction(tmp_path, capsys):
     best = prediction["labels"][int(expected.argmax())]
     assert prediction["label"] == best
     assert f"prediction: {best!r} {expected.max().item():.4f}" in capsys.readouterr().out
+
+
+def test_view_of_a_language_model_prints_its_next_tokens(tmp_path, monkeypatch, language_model,
+                                                        tokenizer, capsys):
+    result = types.SimpleNamespace(model=language_model, task="language_model",
+                                   source_tokenizer=tokenizer, target_tokenizer=tokenizer)
+    module = types.ModuleType("qkv.cli._load")
+    module.load_model = lambda spec: result
+    monkeypatch.setitem(__import__("sys").modules, "qkv.cli._load", module)
+    assert main(["view", "ckpt", "I love my", "-o", str(tmp_path / "lm.html")]) == 0
+    ids = torch.tensor([[tokenizer.bos_id, *tokenizer.encode("I love my")]])
+    best = torch.softmax(language_model(ids)[0, -1], dim=-1).topk(3)
+    expected = ", ".join(f"{tokenizer.id_to_token(i)!r} {p:.4f}"
+                         for i, p in zip(best.indices.tolist(), best.values.tolist()))
+    assert f"next token: {expected}" in capsys.readouterr().out

@@ -41,7 +41,8 @@ def test_a_prediction_is_optional_and_checked():
 
 
 @pytest.mark.parametrize("changes, message", [
-    ({"kind": "regression"}, r"kind must be one of \('classification',\), got 'regression'"),
+    ({"kind": "regression"}, r"kind must be one of \('classification', 'translation', "
+                             r"'next_token'\), got 'regression'"),
     ({"labels": ["ham", "spam"]}, "probabilities must have one number per label, 2, got 3"),
     ({"labels": ["ham", "ham", "eggs"]}, "labels must be distinct"),
     ({"labels": "ham spam eggs"}, "labels must be a list of at least 2 label names"),
@@ -64,3 +65,35 @@ def test_prediction_missing_fields_are_named():
         check_document(document)
     with pytest.raises(TypeError, match="'prediction' must be a dict, got list"):
         check_document({**tiny_document(), "prediction": []})
+
+
+def test_translation_and_next_token_predictions_are_checked():
+    translated = {**tiny_document(), "prediction": {"kind": "translation", "text": "我爱我的狗",
+                                                    "greedy": True}}
+    assert check_document(translated) is translated
+    following = {**tiny_document(), "prediction": {
+        "kind": "next_token", "tokens": ["dog", "cat", "</script>"], "ids": [7, 9, 11],
+        "probabilities": [0.5, 0.25, 0.25]}}
+    assert check_document(following) is following
+
+
+NEXT = {"kind": "next_token", "tokens": ["dog", "cat"], "probabilities": [0.5, 0.25]}
+
+
+@pytest.mark.parametrize("prediction, message", [
+    ({"kind": "translation"}, "lacks field.*a 'translation' prediction needs text"),
+    ({"kind": "translation", "text": ["I"]}, "a translation's text must be a str, got list"),
+    ({"kind": "translation", "text": "I", "greedy": "yes"}, "greedy must be true or false"),
+    ({"kind": "next_token", "tokens": ["dog"]}, "needs tokens, probabilities"),
+    ({**NEXT, "tokens": []}, "tokens must be a non-empty list of token strings"),
+    ({**NEXT, "probabilities": [0.5]}, "one number per token, 2, got 1"),
+    ({**NEXT, "probabilities": [0.25, 0.5]}, "most probable first, got \\[0.25, 0.5\\]"),
+    ({**NEXT, "probabilities": [0.75, 0.5]}, "sum to at most 1, got a sum of 1.25"),
+    ({**NEXT, "probabilities": [1.5, -0.5]}, r"must lie in \[0, 1\]"),
+    ({**NEXT, "ids": [3, 3]}, "ids must be 2 distinct token ids"),
+    ({**NEXT, "ids": [3]}, "ids must be 2 distinct token ids"),
+    ({"tokens": ["dog"]}, "prediction lacks field.*kind"),
+])
+def test_broken_translation_and_next_token_predictions_are_named(prediction, message):
+    with pytest.raises(ValueError, match=message):
+        check_document({**tiny_document(), "prediction": prediction})

@@ -6,6 +6,7 @@ import torch
 from qkv.decoding.classify import classify_texts
 from qkv.trace import trace
 from qkv.views import TooManyTokens, check_document, explore
+from qkv.views.explore import DEFAULT_TEXTS, TASKS, next_token_prediction
 
 
 def test_language_model_starts_with_bos(language_model, tokenizer):
@@ -92,3 +93,52 @@ def test_classification_limit_follows_the_tokenizers_max_length(classifier, toke
     tokenizer.max_length = 4                                   # sentence-transformers' cut
     with pytest.raises(TooManyTokens, match="more than the limit of 4"):
         explore(classifier, task="classification", source_tokenizer=tokenizer, text="I love my")
+
+
+def test_language_model_predicts_the_next_token_of_the_traced_forward(language_model, tokenizer):
+    doc = explore(language_model, task="language_model", source_tokenizer=tokenizer,
+                  text="I love my")
+    ids = torch.tensor([[tokenizer.bos_id, *tokenizer.encode("I love my")]])
+    expected = torch.softmax(language_model(ids)[0, -1], dim=-1).topk(10)    # a direct call
+    prediction = doc["prediction"]
+    assert prediction["kind"] == "next_token"
+    assert prediction["ids"] == expected.indices.tolist()
+    assert prediction["tokens"] == tokenizer.tokens(expected.indices.tolist())
+    torch.testing.assert_close(torch.tensor(prediction["probabilities"]), expected.values,
+                               atol=1e-6, rtol=0)
+    assert check_document(doc) is doc
+
+
+def test_translation_predicts_the_greedy_text_of_its_target_side(translation_model, tokenizer):
+    from qkv.decoding import greedy
+
+    doc = explore(translation_model, task="translation", source_tokenizer=tokenizer,
+                  text="I love my dog", max_tokens=12)
+    source = torch.tensor([tokenizer.encode("I love my dog") + [tokenizer.eos_id]])
+    output = greedy(translation_model, source, bos_id=tokenizer.bos_id, eos_id=tokenizer.eos_id,
+                    max_len=11)[0]                                            # a direct call
+    assert doc["prediction"] == {"kind": "translation", "text": tokenizer.decode(output),
+                                 "greedy": True}
+    assert doc["sides"]["target"] == tokenizer.tokens([tokenizer.bos_id, *output])
+    forced = explore(translation_model, task="translation", source_tokenizer=tokenizer,
+                     text="I love my dog", target_text="the cat")
+    assert forced["prediction"] == {"kind": "translation", "text": "the cat", "greedy": False}
+
+
+def test_an_encoder_has_no_prediction(encoder_model, tokenizer):
+    doc = explore(encoder_model, task="encoder", source_tokenizer=tokenizer, text="the cat")
+    assert "prediction" not in doc
+
+
+def test_every_task_has_a_default_sentence(language_model, tokenizer):
+    assert set(DEFAULT_TEXTS) == set(TASKS)
+    assert DEFAULT_TEXTS["translation"] == "I love my dog"
+    doc = explore(language_model, task="language_model", source_tokenizer=tokenizer,
+                  text=DEFAULT_TEXTS["language_model"])
+    assert doc["sides"]["text"] == ["<bos>", "I", "love", "my"]
+
+
+def test_next_token_prediction_checks_its_logits(tokenizer):
+    with pytest.raises(ValueError, match=r"logits must have shape \(V,\), got \(1, 13\)"):
+        next_token_prediction(tokenizer, torch.zeros(1, 13))
+    assert len(next_token_prediction(tokenizer, torch.zeros(13), k=50)["tokens"]) == 13

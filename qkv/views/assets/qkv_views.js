@@ -3,8 +3,9 @@
  * Rendered by qkv.views.html (static pages, notebooks) and by `qkv serve` (live explorer), from
  * the JSON document described in qkv/views/contract.py (packed by qkv/views/pack.py when long).
  * Every token (and label name) is written with textContent, never as HTML. No network access,
- * no dependencies. A document with a "prediction" (a classifier's) shows the labels, ranked by
- * probability, beside the attention.
+ * no dependencies. A document with a "prediction" shows it in a panel beside the attention (below
+ * it in a narrow box): a classifier's labels or a language model's next tokens, ranked by
+ * probability, or a translation's text. Wide tables and heatmaps scroll inside their own box.
  *
  * API: qkvViews.mount(id) renders the view whose data sits in <script id="{id}-data">;
  *      qkvViews.render(container, doc, options) renders doc into a container element;
@@ -13,7 +14,7 @@
  */
 (function () {
   "use strict";
-  var VERSION = 1;
+  var VERSION = 2;         // 2: every prediction kind; a notebook holding another version swaps it
   if (window.qkvViews && window.qkvViews.version === VERSION) { return; }
   var SVG = "http://www.w3.org/2000/svg";
   var VIEWS = ["head", "model", "neuron", "step"];
@@ -21,7 +22,7 @@
   var HEAD_COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b",
                      "#e377c2", "#7f7f7f", "#bcbd22", "#17becf", "#393b79", "#637939"];
   var LONG = 150;          // tokens per side from which the head view prunes to top-k edges
-  var TOP_LABELS = 10;     // labels a prediction panel lists
+  var TOP_LABELS = 10;     // labels (or next tokens) a prediction panel lists
   var api = {version: VERSION, instances: {}, last: null};
   window.qkvViews = api;
   window.qkvView = function (id) { return api.instances[id || api.last] || null; };
@@ -159,12 +160,12 @@
     while (root.firstChild) { root.removeChild(root.firstChild); }
     root.classList.add("qkv-root");
     if (this.doc.title) { root.appendChild(el("div", {"class": "qkv-title"}, this.doc.title)); }
-    var main = root;
-    if (this.doc.prediction) {               // a classifier's: the attention, the labels beside
+    var main = root, panel = this.doc.prediction ? predictionPanel(this.doc.prediction) : null;
+    if (panel) {                     // the attention, the prediction beside (wrapped below)
       var layout = el("div", {"class": "qkv-layout"});
       main = el("div", {"class": "qkv-main"});
       layout.appendChild(main);
-      layout.appendChild(predictionPanel(this.doc.prediction));
+      layout.appendChild(panel);
       root.appendChild(layout);
     }
     main.appendChild(this.tabs());
@@ -237,26 +238,52 @@
     return bar;
   };
 
-  // -- prediction: a classifier's labels, most probable first ------------------------------------
-  function ranked(p) {
-    return p.labels.map(function (label, i) { return {label: label, p: p.probabilities[i], i: i}; })
-      .sort(function (a, b) { return b.p - a.p || a.i - b.i; });
-  }
+  // -- prediction: what the model made of the input, from the same forward pass ------------------
+  // One panel for every kind of qkv/views/contract.py: "classification" and "next_token" rank
+  // labels or tokens by probability; "translation" shows the target text. Unknown kinds: no panel.
   function predictionPanel(p) {
-    var box = el("aside", {"class": "qkv-prediction", "aria-label": "prediction"});
-    box.appendChild(el("h4", null, "Prediction"));
-    var best = el("div", {"class": "qkv-predicted"});
-    best.appendChild(el("span", {"class": "qkv-predicted-label", title: p.label}, p.label));
-    var top = ranked(p)[0];
-    best.appendChild(el("span", {"class": "qkv-note"}, " p = " + fmt(top.p)));
-    box.appendChild(best);
-    var rows = ranked(p), shown = rows.slice(0, TOP_LABELS);
+    var box = el("aside", {"class": "qkv-prediction", "data-kind": p.kind,
+                           "aria-label": "prediction"});
+    if (p.kind === "classification") {
+      var labels = p.labels.map(function (label, i) {
+        return {label: label, p: p.probabilities[i], i: i}; })
+        .sort(function (a, b) { return b.p - a.p || a.i - b.i; });
+      ranking(box, "Prediction", "label", labels, p.label, (labels.length > TOP_LABELS ? "The " +
+        TOP_LABELS + " most probable of " + labels.length + " labels. " : "") +
+        "Probabilities: softmax of the logits of the forward pass whose attention is shown.");
+    } else if (p.kind === "next_token") {
+      var tokens = p.tokens.map(function (token, i) {
+        return {label: token, p: p.probabilities[i], i: p.ids ? p.ids[i] : i}; });
+      var total = tokens.reduce(function (sum, row) { return sum + row.p; }, 0);
+      ranking(box, "Next token", "token", tokens, tokens[0].label, "The " + tokens.length +
+        " most probable tokens after the text (together p = " + fmt(total, 3) + "): softmax of " +
+        "the logits at the last position, in the forward pass whose attention is shown.");
+    } else if (p.kind === "translation") {
+      box.appendChild(el("h4", null, "Translation"));
+      box.appendChild(el("div", {"class": "qkv-translation"},
+                         p.text || "(empty: the model ended at once)"));
+      box.appendChild(el("p", {"class": "qkv-note"}, p.greedy === false ?
+        "The target given, teacher-forced: the target side of the attention. Without a target " +
+        "the model's own greedy translation is shown." :
+        "The model's greedy output: the target side of the attention."));
+    } else {
+      return null;
+    }
+    return box;
+  }
+  // A ranked table: rows [{label, p, i}] most probable first, the first TOP_LABELS shown.
+  function ranking(box, title, what, rows, best, note) {
+    box.appendChild(el("h4", null, title));
+    var head = el("div", {"class": "qkv-predicted"});
+    head.appendChild(el("span", {"class": "qkv-predicted-label", title: best}, best));
+    head.appendChild(el("span", {"class": "qkv-note"}, " p = " + fmt(rows[0].p)));
+    box.appendChild(head);
     var table = el("table", {"class": "qkv-ranking"}), hr = el("tr");
-    ["#", "label", "probability", ""].forEach(function (x) { hr.appendChild(el("th", null, x)); });
+    ["#", what, "probability", ""].forEach(function (x) { hr.appendChild(el("th", null, x)); });
     table.appendChild(hr);
-    shown.forEach(function (row, rank) {
+    rows.slice(0, TOP_LABELS).forEach(function (row, rank) {
       var tr = el("tr", {"data-label": row.label, "data-probability": row.p, "data-index": row.i});
-      if (row.label === p.label) { tr.classList.add("qkv-best"); }
+      if (row.label === best && rank === 0) { tr.classList.add("qkv-best"); }
       tr.appendChild(el("td", null, rank + 1));
       tr.appendChild(el("td", {"class": "qkv-label", title: row.label}, row.label));
       tr.appendChild(el("td", {"class": "qkv-probability"}, fmt(row.p)));
@@ -266,10 +293,13 @@
       tr.appendChild(bar);
       table.appendChild(tr);
     });
-    box.appendChild(table);
-    box.appendChild(el("p", {"class": "qkv-note"}, (rows.length > shown.length ? "The " +
-      shown.length + " most probable of " + rows.length + " labels. " : "") +
-      "Probabilities: softmax of the logits of the forward pass whose attention is shown."));
+    box.appendChild(scrolling(table));
+    box.appendChild(el("p", {"class": "qkv-note"}, note));
+  }
+  // `node` in a box of its own that scrolls when it is wider (or taller) than the page allows.
+  function scrolling(node) {
+    var box = el("div", {"class": "qkv-scroll"});
+    box.appendChild(node);
     return box;
   }
 
@@ -410,15 +440,15 @@
       }
       grid.appendChild(tr);
     });
-    var scroll = el("div", {"class": "qkv-scroll"});
-    scroll.appendChild(grid);
-    body.appendChild(scroll);
+    body.appendChild(scrolling(grid));
     if (s.zoom) {
       var rec = this.current(), zh = s.zoom[1];
       var zoom = el("div", {"class": "qkv-zoom"});
       zoom.appendChild(el("h4", null, rec.r.name + " · head " + zh));
       zoom.appendChild(heatmap(rec, zh, 420, true));
-      if (rec.dense(zh) && Math.max(rec.T, rec.S) <= 40) { zoom.appendChild(matrix(rec, zh)); }
+      if (rec.dense(zh) && Math.max(rec.T, rec.S) <= 40) {
+        zoom.appendChild(scrolling(matrix(rec, zh)));
+      }
       body.appendChild(zoom);
     }
   };
@@ -481,7 +511,7 @@
       tr.appendChild(bar);
       table.appendChild(tr);
     });
-    body.appendChild(table);
+    body.appendChild(scrolling(table));
     var sums = el("table", {"class": "qkv-sum"});
     function line(label, value, extra) {
       var tr = el("tr");
@@ -496,7 +526,7 @@
     var m = maskAt(r, h, s.query, s.key);
     var dense = rec.dense(h);
     if (dense) { line("weight after softmax", dense[s.query][s.key], m === 0 ? "masked" : ""); }
-    body.appendChild(sums);
+    body.appendChild(scrolling(sums));
   };
 
   // -- step view: one query's walk through softmax(q Kᵀ/√d_k) V ------------------------------------
@@ -537,7 +567,7 @@
        fmt(soft[i]), fmt(recorded)].forEach(function (x) { tr.appendChild(el("td", null, x)); });
       table.appendChild(tr);
     });
-    body.appendChild(table);
+    body.appendChild(scrolling(table));
     step(3, "the output, Σ_j weight_j · v_j; V has shape " + shapeText([rec.S, V[0].length]) +
       ", the output shape " + shapeText([V[0].length]));
     var out = V[0].map(function () { return 0; });
@@ -560,17 +590,13 @@
       r.head_outputs[h][t].forEach(function (x) { rec_row.appendChild(el("td", null, fmt(x))); });
       sum.appendChild(rec_row);
     }
-    var scroll = el("div", {"class": "qkv-scroll"});
-    scroll.appendChild(sum);
-    body.appendChild(scroll);
+    body.appendChild(scrolling(sum));
   };
   function vector(v, cls) {
     var table = el("table", {"class": "qkv-vector " + cls}), tr = el("tr");
     v.forEach(function (x) { tr.appendChild(el("td", null, fmt(x))); });
     table.appendChild(tr);
-    var scroll = el("div", {"class": "qkv-scroll"});
-    scroll.appendChild(table);
-    return scroll;
+    return scrolling(table);
   }
 
   // -- entry points ------------------------------------------------------------------------------------
