@@ -7,6 +7,15 @@ that returns the next-token logits of every row and can reorder its rows (beam s
 of the earlier ones (:class:`~qkv.KVCache`); ``use_cache=False`` recomputes the whole prefix every
 step and gives the same tokens.
 
+Every strategy also takes the controls of Hugging Face ``transformers``' ``generate``, with its
+semantics: ``no_repeat_ngram_size``, ``repetition_penalty`` and ``min_length`` (counted in new
+tokens, as ``min_new_tokens``). One step, :func:`process_scores`, applies them to the ``(N, V)``
+scores of the next token before the search chooses from them (:mod:`qkv.decoding.controls`): raw logits for greedy search and
+sampling, log-probabilities for beam search (as ``transformers`` does). The tokens they look at are
+the row's whole prefix: a language model's prompt and what it generated (its left padding not
+counted), a translation's ``<bos>`` and what it generated. ``num_return`` (beam search, sampling)
+returns K hypotheses per input.
+
 Shapes: ``B`` sentences, ``K`` beams, ``N = B·K`` rows, ``V`` vocabulary, ``t`` tokens so far.
 """
 
@@ -14,13 +23,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import ClassVar
 
 import torch
 from torch import Tensor
 
 from qkv._checks import check_positive_int
 from qkv.attention.masks import padding_mask
+from qkv.decoding.controls import Controls, process_scores
 from qkv.models.cache import KVCache
 from qkv.models.language_model import LanguageModel
 from qkv.models.transformer import Transformer
@@ -29,48 +40,61 @@ __all__ = ["Greedy", "BeamSearch", "Sampling", "translate", "generate", "greedy"
 
 
 @dataclass(frozen=True)
-class Greedy:
-    """Take the most probable token at every step."""
+class Greedy(Controls):
+    """Take the most probable token at every step (one hypothesis per input). Like every
+    strategy, it takes the keyword-only controls ``no_repeat_ngram_size``, ``repetition_penalty``
+    and ``min_length`` (see :func:`~qkv.decoding.controls.process_scores`)."""
+
+    num_return: ClassVar[int] = 1
 
 
 @dataclass(frozen=True)
-class BeamSearch:
+class BeamSearch(Controls):
     """Keep the ``size`` best prefixes; rank finished ones by ``log p / lp(length)``, with
     GNMT's length penalty ``lp = ((5 + length) / 6) ** length_penalty`` (the paper: 4 and 0.6).
-    ``size=1`` is greedy decoding."""
+    ``size=1`` is greedy decoding. ``num_return`` K ≤ ``size``: the K best finished hypotheses
+    of each input, best first."""
 
     size: int = 4
     length_penalty: float = 0.6
+    num_return: int = field(default=1, kw_only=True)
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         check_positive_int("size", self.size)
         if self.length_penalty < 0:
             raise ValueError(f"length_penalty must be >= 0, got {self.length_penalty}")
+        check_positive_int("num_return", self.num_return)
+        if self.num_return > self.size:
+            raise ValueError(f"num_return must be <= size (the beams that return), got "
+                             f"num_return={self.num_return} with size={self.size}")
 
 
 @dataclass(frozen=True)
-class Sampling:
+class Sampling(Controls):
     """Draw each token from the softmax of ``logits / temperature``, restricted to the ``top_k``
-    most probable tokens and/or the smallest set whose probability reaches ``top_p``."""
+    most probable tokens and/or the smallest set whose probability reaches ``top_p``.
+    ``num_return`` K: K independent samples of each input."""
 
     temperature: float = 1.0
     top_k: int | None = None
     top_p: float | None = None
     seed: int | None = None
+    num_return: int = field(default=1, kw_only=True)
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if not self.temperature > 0:
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
         if self.top_k is not None:
             check_positive_int("top_k", self.top_k)
         if self.top_p is not None and not 0 < self.top_p <= 1:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        check_positive_int("num_return", self.num_return)
 
 
 Strategy = Greedy | BeamSearch | Sampling
 
-
-# -- the two model kinds ---------------------------------------------------------------------------
 
 class _TranslationSteps:
     """Next-token logits of a Transformer's decoder, the source encoded once."""
@@ -122,25 +146,31 @@ class _LanguageModelSteps:
 
 # -- public entry points ---------------------------------------------------------------------------
 
+Hypotheses = list[list[int]] | list[list[list[int]]]
+
+
 @torch.no_grad()
 def translate(model: Transformer, source: Tensor, strategy: Strategy = Greedy(), *, bos_id: int,
               eos_id: int, max_len: int | None = None, use_cache: bool = True,
-              source_pad_id: int | None = None) -> list[list[int]]:
+              source_pad_id: int | None = None) -> Hypotheses:
     """Decode a target for every source sentence.
 
     Args:
         model: an encoder–decoder (put it in eval mode for deterministic output).
         source: source ids, padded with the model's pad id, ending with ``<eos>``.
-        strategy: :class:`Greedy`, :class:`BeamSearch` or :class:`Sampling`.
+        strategy: :class:`Greedy`, :class:`BeamSearch` or :class:`Sampling`, with their controls
+            (``no_repeat_ngram_size``, ``repetition_penalty``, ``min_length``: they look at the
+            target's ``<bos>`` and the tokens generated) and ``num_return``.
         bos_id, eos_id: the target's start and end tokens.
         max_len: most tokens to produce; default ``2·S + 10`` for a source of ``S`` tokens
-            (padding not counted), within the model's ``max_len``.
+            (padding not counted), within the model's ``max_len``. It wins over ``min_length``.
         use_cache: decode step by step with a KV cache (same tokens, less work).
         source_pad_id: the id that pads ``source`` when the model's config has no ``pad_id``
             (converted Marian models: their masks come from the tokenizer's pad id).
 
     Shape:
-        ``source (B, S)`` → B lists of target ids, without ``<bos>`` and ``<eos>``.
+        ``source (B, S)`` → B lists of target ids, without ``<bos>`` and ``<eos>``; with
+        ``strategy.num_return`` K > 1, B lists of K such lists (beam search: best first).
 
     Example:
         >>> import torch, qkv
@@ -150,6 +180,10 @@ def translate(model: Transformer, source: Tensor, strategy: Strategy = Greedy(),
         >>> greedy = translate(model, source, bos_id=1, eos_id=2, max_len=6)
         >>> greedy == translate(model, source, BeamSearch(size=1), bos_id=1, eos_id=2, max_len=6)
         True
+        >>> two = translate(model, source, BeamSearch(size=3, num_return=2), bos_id=1, eos_id=2,
+        ...                 max_len=6)
+        >>> [len(hypotheses) for hypotheses in two]             # (B, K) lists of ids
+        [2, 2]
     """
     if not isinstance(model, Transformer):
         raise TypeError(f"translate needs a qkv.Transformer, got {type(model).__name__}")
@@ -176,18 +210,23 @@ def greedy(model: Transformer, source: Tensor, *, bos_id: int, eos_id: int,
 @torch.no_grad()
 def generate(model: LanguageModel, prompts: Sequence[Sequence[int]], strategy: Strategy = Greedy(),
              *, eos_id: int | None, max_new_tokens: int = 100,
-             use_cache: bool = True) -> list[list[int]]:
+             use_cache: bool = True) -> Hypotheses:
     """Continue each prompt with a language model.
 
     Args:
         model: a decoder-only model (in eval mode for deterministic output).
         prompts: token-id lists (with ``<bos>`` first if the model was trained so), of any
             lengths: they are left-padded, each row keeping positions from 0.
+        strategy: :class:`Greedy`, :class:`BeamSearch` or :class:`Sampling`, with their controls
+            (``no_repeat_ngram_size`` and ``repetition_penalty`` count the prompt's tokens too,
+            as ``transformers`` does; ``min_length`` counts new tokens only) and ``num_return``.
         eos_id: generation of a row stops at this token (``None``: never).
         max_new_tokens: most tokens to add to each prompt, within the model's ``max_len``.
 
     Returns:
-        The new ids of every prompt (the prompt and the final ``<eos>`` excluded).
+        The new ids of every prompt (the prompt and the final ``<eos>`` excluded); with
+        ``strategy.num_return`` K > 1, a list of K such lists per prompt (beam search: best
+        first).
 
     Example:
         >>> import qkv
@@ -196,6 +235,10 @@ def generate(model: LanguageModel, prompts: Sequence[Sequence[int]], strategy: S
         >>> out = generate(model, [[1, 5, 6], [1, 7]], eos_id=2, max_new_tokens=4)
         >>> [len(ids) <= 4 for ids in out]
         [True, True]
+        >>> out = generate(model, [[1, 5, 6]], Sampling(seed=0, num_return=3), eos_id=2,
+        ...                max_new_tokens=4)
+        >>> len(out), len(out[0])                               # 1 prompt, 3 samples
+        (1, 3)
     """
     if not isinstance(model, LanguageModel):
         raise TypeError(f"generate needs a qkv.LanguageModel, got {type(model).__name__}")
@@ -217,62 +260,88 @@ def generate(model: LanguageModel, prompts: Sequence[Sequence[int]], strategy: S
                         dtype=torch.long, device=device)
     for row, prompt in enumerate(prompts):                       # left padding
         prefix[row, longest - len(prompt):] = torch.as_tensor(list(prompt), device=device)
+    start = torch.tensor([longest - len(p) for p in prompts], device=device)   # (B,)
     steps = _LanguageModelSteps(model, use_cache)
     return _search(steps, prefix, strategy, bos_id=None, eos_id=eos_id, pad_id=pad_id,
-                   limits=limits)
+                   limits=limits, start=start)
 
 
 # -- the search ------------------------------------------------------------------------------------
 
 def _search(steps, prefix: Tensor, strategy: Strategy, *, bos_id: int | None, eos_id: int | None,
-            pad_id: int | None, limits: list[int]) -> list[list[int]]:
-    """Extend each row of ``prefix (N, t)`` by at most ``limits[row]`` tokens."""
+            pad_id: int | None, limits: list[int], start: Tensor | None = None) -> Hypotheses:
+    """Extend each row of ``prefix (B, t)`` by at most ``limits[row]`` tokens; ``start (B,)``: each
+    row's first real position (default 0). ``strategy.num_return`` hypotheses per row."""
+    if not isinstance(strategy, (Greedy, Sampling, BeamSearch)):
+        raise TypeError(f"strategy must be Greedy, BeamSearch or Sampling, got {strategy!r}")
     banned = [i for i in (pad_id, bos_id) if i is not None and i != eos_id]
     # what a finished row is fed: padding (masked out) where there is a pad id
     filler = pad_id if pad_id is not None else (eos_id if eos_id is not None else 0)
+    if start is None:
+        start = torch.zeros(prefix.shape[0], dtype=torch.long, device=prefix.device)
+    K = strategy.num_return
     if isinstance(strategy, BeamSearch) and strategy.size > 1:
-        return _beam_search(steps, prefix, strategy, banned, eos_id, filler, limits)
-    if not isinstance(strategy, (Greedy, Sampling, BeamSearch)):
-        raise TypeError(f"strategy must be Greedy, BeamSearch or Sampling, got {strategy!r}")
+        hypotheses = _beam_search(steps, prefix, start, strategy, banned, eos_id, filler, limits)
+    else:
+        if K > 1:                                          # K independent samples: each row K times
+            rows = torch.arange(prefix.shape[0], device=prefix.device).repeat_interleave(K)
+            steps.select(rows)
+            prefix, start = prefix.index_select(0, rows), start.index_select(0, rows)  # (B·K, t)
+            limits = [n for n in limits for _ in range(K)]
+        outputs = _greedy_or_sample(steps, prefix, start, strategy, banned, eos_id, filler, limits)
+        hypotheses = [outputs[i:i + K] for i in range(0, len(outputs), K)]
+    return hypotheses if K > 1 else [h[0] for h in hypotheses]
+
+
+def _greedy_or_sample(steps, prefix: Tensor, start: Tensor, strategy: Greedy | Sampling,
+                      banned: list[int], eos_id: int | None, filler: int,
+                      limits: list[int]) -> list[list[int]]:
+    """One token per row and step, the argmax or a draw, until ``<eos>`` or the row's limit. A row
+    left with no token allowed (every one banned) ends there."""
     generator = None
     if isinstance(strategy, Sampling) and strategy.seed is not None:
         generator = torch.Generator(device=prefix.device).manual_seed(strategy.seed)
     tokens = prefix                                                     # (N, t)
     finished = torch.zeros(prefix.shape[0], dtype=torch.bool, device=prefix.device)
     limit = torch.tensor(limits, device=prefix.device)                  # (N,)
+    lengths = limit.clone()                                             # (N,) new tokens kept
     for step in range(max(limits)):
-        logits = steps.logits(tokens).float()                           # (N, V)
-        logits[:, banned] = -math.inf
+        scores = process_scores(steps.logits(tokens).float(), tokens, strategy, new_tokens=step,
+                                eos_id=eos_id, banned=banned, start=start)  # (N, V)
+        stuck = (scores == -math.inf).all(dim=-1)                       # (N,) nothing allowed
+        scores = scores.masked_fill((finished | stuck)[:, None], 0.0)  # such rows take filler
         if isinstance(strategy, Sampling):
-            next_token = _sample(logits, strategy, generator)           # (N,)
+            next_token = _sample(scores, strategy, generator)           # (N,)
         else:
-            next_token = logits.argmax(dim=-1)                          # (N,)
-        next_token = next_token.masked_fill(finished, filler)
+            next_token = scores.argmax(dim=-1)                          # (N,)
+        next_token = next_token.masked_fill(finished | stuck, filler)
         tokens = torch.cat([tokens, next_token[:, None]], dim=1)        # (N, t + 1)
-        if eos_id is not None:
-            finished |= next_token == eos_id
-        finished |= limit <= step + 1
+        ends = ~finished & (stuck if eos_id is None else stuck | (next_token == eos_id))
+        lengths = torch.where(ends, step, lengths)
+        finished |= ends | (limit <= step + 1)
         if finished.all():
             break
-    return [_until_eos(row[:n], eos_id)
-            for row, n in zip(tokens[:, prefix.shape[1]:].tolist(), limits)]
+    return [row[:n] for row, n in zip(tokens[:, prefix.shape[1]:].tolist(), lengths.tolist())]
 
 
-def _beam_search(steps, prefix: Tensor, strategy: BeamSearch, banned: list[int],
-                 eos_id: int | None, filler: int, limits: list[int]) -> list[list[int]]:
+def _beam_search(steps, prefix: Tensor, start: Tensor, strategy: BeamSearch, banned: list[int],
+                 eos_id: int | None, filler: int, limits: list[int]) -> list[list[list[int]]]:
     """Beam search with K live beams per row and, apart, the hypotheses that have ended.
 
     Each step ranks the 2K best extensions of the live beams: those that end (``<eos>``, among
     the first K) join the row's finished pool, scored ``log p / lp(length)`` with GNMT's
     ``lp(n) = ((5 + n) / 6) ** α``; the best K others stay live. A row is done once it holds K
     finished hypotheses and its best live beam, normalised now, cannot beat the worst of them.
-    A row that reaches its length limit offers its live beams too, and is done.
+    At its length limit a row's first K extensions all join the pool, and it is done (as in
+    ``transformers``); a row whose every extension is banned ends with its live beams as they
+    are. Returns the ``num_return`` best of each row's pool, best first.
     """
     B, K = prefix.shape[0], strategy.size
-    device, start = prefix.device, prefix.shape[1]
+    device, prompt_length = prefix.device, prefix.shape[1]
     rows = torch.arange(B, device=device).repeat_interleave(K)          # (N,) N = B·K
     steps.select(rows)
     tokens = prefix.index_select(0, rows)                               # (N, t)
+    start = start.index_select(0, rows)                 # (N,) the same for every beam of a row
     scores = torch.full((B, K), -math.inf, device=device)
     scores[:, 0] = 0.0                                                  # one live beam at first
     finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(B)]
@@ -283,8 +352,9 @@ def _beam_search(steps, prefix: Tensor, strategy: BeamSearch, banned: list[int],
 
     for step in range(max(limits)):
         log_probs = torch.log_softmax(steps.logits(tokens).float(), dim=-1)   # (N, V)
+        log_probs = process_scores(log_probs, tokens, strategy, new_tokens=step, eos_id=eos_id,
+                                   banned=banned, start=start)
         V = log_probs.shape[-1]
-        log_probs[:, banned] = -math.inf
         candidates = (scores[..., None] + log_probs.view(B, K, V)).view(B, K * V)
         top_scores, top = (t.tolist() for t in candidates.topk(min(2 * K, K * V), dim=-1))
         beams = [[k for k in range(K)] for _ in range(B)]               # which beam each extends
@@ -293,26 +363,26 @@ def _beam_search(steps, prefix: Tensor, strategy: BeamSearch, banned: list[int],
         for b in range(B):
             if done[b]:
                 continue
-            live = 0
+            at_limit, live = step + 1 >= limits[b], 0
             for rank, (score, index) in enumerate(zip(top_scores[b], top[b])):
                 if score == -math.inf or live == K:
                     break
                 beam, token = divmod(index, V)
+                if rank < K and (token == eos_id or at_limit):   # it ends here (eos or length)
+                    ids = tokens[b * K + beam, prompt_length:].tolist()
+                    finished[b].append((normalised(score, step + 1),
+                                        ids if token == eos_id else ids + [token]))
                 if token == eos_id:
-                    if rank < K:
-                        hypothesis = tokens[b * K + beam, start:].tolist()
-                        finished[b].append((normalised(score, step + 1), hypothesis))
                     continue
                 beams[b][live], next_tokens[b][live], new_scores[b][live] = beam, token, score
                 live += 1
+            if top_scores[b][0] == -math.inf:     # no token allowed: live beams end as they are
+                finished[b] += [(normalised(s, step), tokens[b * K + k, prompt_length:].tolist())
+                                for k, s in enumerate(scores[b].tolist()) if s > -math.inf]
             best_finished = sorted((f[0] for f in finished[b]), reverse=True)[:K]
-            done[b] = live == 0 or (len(best_finished) == K and
-                                    normalised(new_scores[b][0], step + 1) <= best_finished[-1])
-            if not done[b] and step + 1 >= limits[b]:       # out of length: live beams count
-                finished[b] += [(normalised(new_scores[b][k], step + 1),
-                                 tokens[b * K + beams[b][k], start:].tolist() + [next_tokens[b][k]])
-                                for k in range(live)]
-                done[b] = True
+            done[b] = at_limit or live == 0 or (
+                len(best_finished) == K and
+                normalised(new_scores[b][0], step + 1) <= best_finished[-1])
         order = torch.tensor([b * K + beam for b in range(B) for beam in beams[b]], device=device)
         steps.select(order)
         next_column = torch.tensor(next_tokens, device=device).view(-1, 1)   # (N, 1)
@@ -320,8 +390,9 @@ def _beam_search(steps, prefix: Tensor, strategy: BeamSearch, banned: list[int],
         scores = torch.tensor(new_scores, device=device)                # (B, K)
         if all(done):
             break
-    return [_until_eos(max(pool, key=lambda f: f[0])[1], eos_id) if pool else []
-            for pool in finished]
+    best = [sorted(pool, key=lambda f: f[0], reverse=True)[:strategy.num_return]
+            for pool in finished]                       # stable: ties keep the earlier first
+    return [[_until_eos(ids, eos_id) for _, ids in pool] or [[]] for pool in best]
 
 
 def _sample(logits: Tensor, strategy: Sampling, generator: torch.Generator | None) -> Tensor:

@@ -1,8 +1,10 @@
-"""Decoding from text to text: tokenize, batch with padding, decode, detokenize."""
+"""Decoding from text to text: tokenize, batch with padding, decode, detokenize. With a strategy's
+``num_return`` K > 1, every input gets a list of K texts (beam search: best first)."""
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Sequence
 
 import torch
@@ -22,16 +24,17 @@ def _device(model: nn.Module) -> torch.device:
 
 def translate_texts(model: nn.Module, source_tokenizer: Tokenizer, target_tokenizer: Tokenizer,
                     texts: Sequence[str], strategy: Strategy = Greedy(), *, batch_size: int = 64,
-                    max_len: int | None = None) -> list[str]:
+                    max_len: int | None = None) -> list[str] | list[list[str]]:
     """Translate ``texts`` with an encoder–decoder, ``batch_size`` sentences at a time (sorted by
     length so that batches hold little padding); outputs come back in the input order. Seeded
-    sampling seeds each batch with ``seed + its first row``."""
+    sampling seeds each batch with ``seed + its first row``. With ``strategy.num_return`` K > 1,
+    a list of K translations per text."""
     check_positive_int("batch_size", batch_size)
     source_tokenizer.require("eos")
     target_tokenizer.require("bos", "eos")
     encoded = [source_tokenizer.encode(text) + [source_tokenizer.eos_id] for text in texts]
     order = sorted(range(len(texts)), key=lambda i: len(encoded[i]))
-    outputs: list[str] = [""] * len(texts)
+    outputs: list = [""] * len(texts)
     # the model's pad id, else the tokenizer's (a converted Marian model masks by the tokenizer's)
     pad = model.config.pad_id if model.config.pad_id is not None else source_tokenizer.pad_id
     if pad is None:
@@ -44,16 +47,16 @@ def translate_texts(model: nn.Module, source_tokenizer: Tokenizer, target_tokeni
                                             bos_id=target_tokenizer.bos_id,
                                             eos_id=target_tokenizer.eos_id, max_len=max_len,
                                             source_pad_id=pad)):
-            outputs[row] = target_tokenizer.decode(ids)
+            outputs[row] = _each(target_tokenizer.decode, ids, strategy)
     return outputs
 
 
 def generate_texts(model: nn.Module, tokenizer: Tokenizer, prompts: Sequence[str],
                    strategy: Strategy = Greedy(), *, max_new_tokens: int = 100,
-                   batch_size: int = 64) -> list[str]:
-    """Continue each prompt; returns the continuations only. ``<bos>`` goes first when the
-    tokenizer has one and its models read prompts so (``tokenizer.prompt_bos``), and always
-    before an empty prompt."""
+                   batch_size: int = 64) -> list[str] | list[list[str]]:
+    """Continue each prompt; returns the continuations only (with ``strategy.num_return`` K > 1,
+    a list of K continuations per prompt). ``<bos>`` goes first when the tokenizer has one and its
+    models read prompts so (``tokenizer.prompt_bos``), and always before an empty prompt."""
     check_positive_int("batch_size", batch_size)
     encoded = [tokenizer.prompt_ids(p) for p in prompts]
     if any(not ids for ids in encoded):
@@ -64,8 +67,16 @@ def generate_texts(model: nn.Module, tokenizer: Tokenizer, prompts: Sequence[str
         for prompt, ids in zip(batch, generate(model, batch, _for_batch(strategy, start),
                                                eos_id=tokenizer.eos_id,
                                                max_new_tokens=max_new_tokens)):
-            outputs.append(_continuation(tokenizer, prompt, ids))
+            outputs.append(_each(functools.partial(_continuation, tokenizer, prompt), ids,
+                                 strategy))
     return outputs
+
+
+def _each(decode, hypotheses: list, strategy: Strategy) -> str | list[str]:
+    """``decode`` applied to one input's ids, or to each of its ``num_return`` K > 1 lists."""
+    if getattr(strategy, "num_return", 1) > 1:
+        return [decode(ids) for ids in hypotheses]
+    return decode(hypotheses)
 
 
 def _continuation(tokenizer: Tokenizer, prompt: list[int], new: list[int]) -> str:
