@@ -46,8 +46,9 @@ def check_index_range(
     name: str, tensor: torch.Tensor, bound_name: str, bound: int, *, what: str, hint: str = ""
 ) -> None:
     """Every entry of ``tensor`` lies in ``[0, bound)``, e.g. token ids below the vocab size.
-    (One device-to-host read of the min and max.)"""
-    if tensor.numel():
+    (One device-to-host read of the min and max; skipped while ``torch.export`` traces, which
+    cannot branch on data.)"""
+    if tensor.numel() and not torch.compiler.is_exporting():
         low, high = (int(v) for v in torch.aminmax(tensor))
         if low < 0 or high >= bound:
             raise ValueError(

@@ -12,7 +12,7 @@ from qkv import __version__
 # One module of qkv.cli per sub-command, each with ``add_parser(commands)``; the modules import
 # their heavy dependencies inside ``run`` so that ``qkv --help`` stays fast.
 COMMANDS = ("demo", "train", "translate", "generate", "classify", "evaluate", "view", "serve",
-            "embed", "plot")
+            "embed", "plot", "export")
 
 
 def build_parser() -> argparse.ArgumentParser:
