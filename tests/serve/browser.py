@@ -1,4 +1,5 @@
-"""What the browser tests share: a served explorer, waiting for it, reading what it shows.
+"""What the browser tests share: a served explorer (in a thread, or ``qkv serve`` as a process),
+waiting for it, reading what it shows.
 
 Chromium is Debian's (``/usr/bin/chromium``), driven headless by Playwright, which never
 downloads a browser here; the fixtures (``browser``, ``page``) are in ``conftest.py``.
@@ -9,11 +10,16 @@ import io
 import os
 import shutil
 import socket
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlencode
+
+import httpx
 
 from qkv.serve import create_app
 
@@ -49,6 +55,32 @@ def serving(loaded, **options):
     finally:
         instance.should_exit = True
         thread.join(10)
+
+
+@contextmanager
+def qkv_serve(folder, *options, timeout=60):
+    """``qkv serve FOLDER --port P OPTIONS…`` as a real process on a free loopback port, once it
+    answers; yields ``(url, process)``, ``process.output()`` being what it printed so far."""
+    port = free_port()
+    log = tempfile.TemporaryFile(mode="w+", encoding="utf-8")
+    process = subprocess.Popen([sys.executable, "-m", "qkv", "serve", str(folder), "--port",
+                                str(port), *options], stdout=log, stderr=subprocess.STDOUT)
+    process.output = lambda: (log.flush(), log.seek(0), log.read())[-1]
+    url, deadline = f"http://127.0.0.1:{port}", time.monotonic() + timeout
+    try:
+        while True:
+            try:
+                httpx.get(f"{url}/api/info", timeout=2)
+                break
+            except httpx.TransportError:
+                assert process.poll() is None, process.output()
+                assert time.monotonic() < deadline, "qkv serve did not start"
+                time.sleep(0.2)
+        yield url, process
+    finally:
+        process.terminate()
+        process.wait(10)
+        log.close()
 
 
 def link(url, **params):

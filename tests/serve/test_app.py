@@ -100,6 +100,16 @@ def test_script_tokens_travel_as_json_data(client):
     assert response.json()["sides"]["source"][:2] == ["<script>alert(1)</script>", "</script>"]
 
 
+def test_limits_are_stated_and_checked(loaded):
+    app = create_app(loaded, max_tokens=6, max_wait=2)
+    assert app.state.limits == {"max_tokens": 6, "max_chars": 120, "max_query_bytes": 3904,
+                                "max_wait": 2}                    # 2 · 12 · 120 + 1024
+    for wrong in (0, -1.0, True, "10"):
+        with pytest.raises(ValueError, match=f"max_wait must be a positive number of seconds, "
+                                             f"got {wrong!r}"):
+            create_app(loaded, max_wait=wrong)
+
+
 def test_binding_defaults_to_loopback():
     from qkv.cli.main import build_parser
 
