@@ -48,6 +48,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (OSError, ValueError) as error:
         print(f"qkv {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:                  # Ctrl-C where no command catches it
+        print(f"qkv {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -142,7 +142,9 @@ def run(args: argparse.Namespace) -> int:
     result = train(run_.model, run_.task, run_.train, run_.valid, run_.config, output=args.out,
                    metadata=run_.metadata, resume=args.resume, progress=not args.no_progress,
                    extra_validation=run_.extra_validation)
-    print(f"step {result.step}: " + ", ".join(f"{k} {v:.4g}" for k, v in result.metrics.items()))
+    if result.metrics:                           # none after an interrupted run (no validation)
+        print(f"step {result.step}: " + ", ".join(f"{k} {v:.4g}"
+                                                  for k, v in result.metrics.items()))
     print(f"checkpoint: {result.checkpoint}")
     print(f"curves: {args.out}/curves.png (redraw: qkv plot {args.out}; live: tensorboard "
           f"--logdir {args.out})")

@@ -10,14 +10,19 @@ __all__ = ["read_parallel", "read_labelled", "read_lines", "read_text_lines"]
 
 
 def read_text_lines(path: str | Path) -> list[str]:
-    """The lines of a UTF-8 text file (a leading BOM dropped); errors name the file."""
+    """The lines of a UTF-8 text file (a leading BOM dropped); errors name the file, and a
+    binary file (one with NUL bytes, even if valid UTF-8) is refused."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no such file: {path}")
     try:
-        return path.read_text(encoding="utf-8-sig").splitlines()    # a leading BOM is dropped
+        text = path.read_text(encoding="utf-8-sig")                # a leading BOM is dropped
     except UnicodeDecodeError as error:
         raise ValueError(f"{path} is not UTF-8 text ({error})") from None
+    if "\x00" in text:
+        line = text[:text.index("\x00")].count("\n") + 1
+        raise ValueError(f"{path}:{line}: a NUL byte: binary data, not UTF-8 text")
+    return text.splitlines()
 
 
 def read_parallel(path: str | Path, target_path: str | Path | None = None) -> list[tuple[str, str]]:

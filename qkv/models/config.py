@@ -4,6 +4,13 @@ Every field defaults to the choice of "Attention Is All You Need" (post-norm, Re
 positions, embeddings scaled by √d_model), so a config states only where a model departs from it.
 Configs are frozen; derive variants with :func:`dataclasses.replace`, save them with
 :func:`dataclasses.asdict`.
+
+Sizes have upper caps, far above real models (the largest vocabulary-by-width table of Llama 3.1
+405B, 128,256 × 16,384, has 2.1e9 weights), so that an absurd or hostile config (a damaged
+``checkpoint.json``, a foreign ``config.json``) is refused by name before anything is allocated:
+each size at most :data:`MAX_SIZE`, at most :data:`MAX_LAYERS` layers and :data:`MAX_LABELS`
+labels, at most :data:`MAX_TABLE` weights in one matrix or table (``vocab_size × d_model``,
+``max_len × d_model``, ``d_ff × d_model``…) and at most :data:`MAX_WEIGHTS` in the layers.
 """
 
 from __future__ import annotations
@@ -11,11 +18,19 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 from qkv._checks import check_bool, check_int, check_positive_int, check_probability
 
 __all__ = ["ModelConfig", "TransformerConfig", "LanguageModelConfig", "EncoderModelConfig",
-           "SequenceClassifierConfig"]
+           "SequenceClassifierConfig", "MAX_SIZE", "MAX_LAYERS", "MAX_TABLE", "MAX_WEIGHTS",
+           "MAX_LABELS"]
+
+MAX_SIZE = 2**24       # any one size: vocab_size, d_model, d_ff, max_len, type_vocab_size
+MAX_LAYERS = 1024      # num_layers
+MAX_TABLE = 2**32      # weights in one matrix or table (16 GiB of float32)
+MAX_WEIGHTS = 2**36    # in the layers: stacks · num_layers · (4·d_model² + 2·d_model·d_ff)
+MAX_LABELS = 2**20     # classes of a classifier
 
 POSITIONS = ("sinusoidal", "learned", "rotary")
 ACTIVATIONS = ("relu", "gelu", "gelu_tanh", "silu")
@@ -64,9 +79,27 @@ class ModelConfig:
     bias: bool = True
     scale_embeddings: bool = True
 
+    _STACKS: ClassVar[int] = 1       # layer stacks (an encoder-decoder has two)
+
     def __post_init__(self) -> None:
         for name in ("vocab_size", "d_model", "num_heads", "num_layers", "d_ff", "max_len"):
             check_positive_int(name, getattr(self, name))
+        _check_sizes(self, ("vocab_size", "d_model", "d_ff", "max_len"))
+        if self.num_layers > MAX_LAYERS:
+            raise ValueError(f"num_layers must be at most {MAX_LAYERS} (qkv's cap), got "
+                             f"{self.num_layers}")
+        for rows in ("vocab_size", "max_len", "d_ff"):
+            _check_table(self, rows, "d_model")
+        layer_weights = self._STACKS * self.num_layers * (
+            4 * self.d_model**2 + 2 * self.d_model * self.d_ff)
+        if layer_weights > MAX_WEIGHTS:
+            stacks = f"{self._STACKS} stacks × " if self._STACKS > 1 else ""
+            raise ValueError(
+                f"{stacks}num_layers × (4·d_model² + 2·d_model·d_ff) = "
+                f"{stacks}{self.num_layers} × (4·{self.d_model}² + 2·{self.d_model}·{self.d_ff})"
+                f" = {layer_weights:,} "
+                f"weights in the layers, beyond qkv's cap of {MAX_WEIGHTS:,} (2**36, "
+                f"MAX_WEIGHTS): refused before allocating them")
         if self.d_model % self.num_heads:
             raise ValueError(
                 f"d_model ({self.d_model}) must be divisible by num_heads ({self.num_heads}) so "
@@ -126,10 +159,14 @@ class TransformerConfig(ModelConfig):
     share_embeddings: bool = False
     tie_output: bool = True
 
+    _STACKS: ClassVar[int] = 2
+
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.tgt_vocab_size is not None:
             check_positive_int("tgt_vocab_size", self.tgt_vocab_size)
+            _check_sizes(self, ("tgt_vocab_size",))
+            _check_table(self, "tgt_vocab_size", "d_model")
         check_bool("share_embeddings", self.share_embeddings)
         check_bool("tie_output", self.tie_output)
         if self.share_embeddings and self.target_vocab_size != self.vocab_size:
@@ -200,6 +237,8 @@ class EncoderModelConfig(ModelConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         check_int("type_vocab_size", self.type_vocab_size, minimum=0)
+        _check_sizes(self, ("type_vocab_size",))
+        _check_table(self, "type_vocab_size", "d_model")
         check_bool("embedding_norm", self.embedding_norm)
 
 
@@ -236,6 +275,9 @@ class SequenceClassifierConfig(EncoderModelConfig):
             raise TypeError(f"labels must be a sequence of label names (str), got {self.labels!r}")
         labels = tuple(self.labels)
         object.__setattr__(self, "labels", labels)      # a list (from JSON) becomes a tuple
+        if len(labels) > MAX_LABELS:
+            raise ValueError(f"a classifier may have at most {MAX_LABELS:,} labels (2**20, qkv's "
+                             f"cap, MAX_LABELS), got {len(labels):,}")
         if len(labels) < 2:
             raise ValueError(f"a classifier needs at least 2 labels, got {list(labels)}")
         if any(not label.strip() for label in labels):
@@ -262,3 +304,21 @@ class SequenceClassifierConfig(EncoderModelConfig):
 def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
+
+
+def _check_sizes(config: ModelConfig, names: tuple[str, ...]) -> None:
+    """Each named size at most :data:`MAX_SIZE`."""
+    for name in names:
+        if getattr(config, name) > MAX_SIZE:
+            raise ValueError(f"{name} must be at most {MAX_SIZE:,} (2**24, qkv's cap, "
+                             f"MAX_SIZE), got {getattr(config, name):,}")
+
+
+def _check_table(config: ModelConfig, rows: str, columns: str) -> None:
+    """A matrix of ``rows × columns`` weights at most :data:`MAX_TABLE`."""
+    size = getattr(config, rows) * getattr(config, columns)
+    if size > MAX_TABLE:
+        raise ValueError(f"{rows} × {columns} = {getattr(config, rows):,} × "
+                         f"{getattr(config, columns):,} = {size:,} weights in one table, beyond "
+                         f"qkv's cap of {MAX_TABLE:,} (2**32, MAX_TABLE): refused before "
+                         f"allocating it")

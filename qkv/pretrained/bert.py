@@ -33,7 +33,6 @@ In a ``BertForSequenceClassification`` the names above start with ``bert.`` and 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -41,12 +40,15 @@ import torch
 from torch import Tensor, nn
 
 from qkv.models.classifier import SequenceClassifier
-from qkv.models.config import POOLINGS, EncoderModelConfig, SequenceClassifierConfig
+from qkv.models.config import MAX_LABELS, POOLINGS, EncoderModelConfig, SequenceClassifierConfig
 from qkv.models.encoder_model import EncoderModel
 from qkv.pretrained.loader import (
     Checkpoint,
     assign_weights,
+    config_errors,
+    file_inside,
     read_config,
+    read_json,
     read_weights,
     require_files,
     resolve_folder,
@@ -206,7 +208,11 @@ def _labels_from_hf(hf: dict) -> list[str]:
                              f"indices {[index for index, _ in pairs]}")
         labels = [name for _, name in pairs]
     else:
-        labels = [f"LABEL_{i}" for i in range(hf.get("num_labels", 2))]
+        count = hf.get("num_labels", 2)
+        if isinstance(count, bool) or not isinstance(count, int) or not 0 < count <= MAX_LABELS:
+            raise ValueError(f"config.json's num_labels must be a number of classes from 2 to "
+                             f"{MAX_LABELS:,} (qkv's cap), got {count!r:.60}")
+        labels = [f"LABEL_{i}" for i in range(count)]
     if len(labels) == 1:
         raise ValueError("config.json has a single label, which transformers reads as "
                          "regression; qkv's SequenceClassifier needs at least 2 classes")
@@ -339,6 +345,7 @@ def classifier_from_pretrained(
     if hf.get("model_type") != "bert":
         raise ValueError(f"{folder}: config.json has model_type {hf.get('model_type')!r}; "
                          f"classifier_from_pretrained needs a BERT-family encoder ('bert')")
+    config_errors(folder, lambda: config_from_hf(hf))                 # before a weight is read
     checkpoint = Checkpoint(read_weights(folder, allow_pickle=allow_pickle), folder)
     loaded = convert(hf, checkpoint)                     # strips "bert." from the names
     tokenizer = load_tokenizer(folder, hf)
@@ -393,10 +400,12 @@ def sentence_transformers_pooling(folder: str | Path) -> str | None:
     modules = folder / "modules.json"
     if not modules.is_file():
         return None
-    entries = json.loads(modules.read_text(encoding="utf-8"))
+    entries = read_json(modules, list)
+    if not all(isinstance(entry, dict) for entry in entries):
+        raise ValueError(f"{modules} must list the modules as JSON objects")
     paths = [entry.get("path") for entry in entries
              if str(entry.get("type", "")).endswith(".Pooling") and entry.get("path")]
-    settings_file = folder / (paths[0] if paths else "1_Pooling") / "config.json"
+    settings_file = file_inside(folder, paths[0] if paths else "1_Pooling", modules) / "config.json"
     settings = _read_json(settings_file)
     if not settings:
         return "mean"
@@ -411,4 +420,4 @@ def sentence_transformers_pooling(folder: str | Path) -> str | None:
 
 
 def _read_json(file: Path) -> dict:
-    return json.loads(file.read_text(encoding="utf-8")) if file.is_file() else {}
+    return read_json(file, dict) if file.is_file() else {}

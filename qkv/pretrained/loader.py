@@ -6,13 +6,20 @@ files. This module inspects the folder, refuses what it cannot load safely, and 
 family's conversion module (:mod:`qkv.pretrained.bert`, :mod:`~qkv.pretrained.gpt2`,
 :mod:`~qkv.pretrained.marian`), which maps the weight names onto qkv's modules. Nothing here
 knows a family's weight names; nothing in a family module knows about files or the network.
+
+A folder may come from anywhere, so it is read defensively: ``config.json`` is checked and turned
+into the family's qkv config (whose sizes are capped, :mod:`qkv.models.config`) before a weight
+is read, file names inside it (shards of ``model.safetensors.index.json``) must stay inside the
+folder, a damaged file is a ``ValueError`` naming it, and a pickle is read only on request and
+only with ``torch.load(weights_only=True)``.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import json
-from collections.abc import Iterable
+import pickle
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from types import ModuleType
 
@@ -23,7 +30,7 @@ from qkv._checks import shape_str
 from qkv.tokenizers.base import Tokenizer
 
 __all__ = ["load_pretrained", "minilm_path", "resolve_folder", "Checkpoint", "assign_weights",
-           "SUPPORTED"]
+           "file_inside", "read_json", "config_errors", "SUPPORTED"]
 
 # config.json's model_type → the conversion module of its family.
 _FAMILIES = {"bert": "bert", "gpt2": "gpt2", "marian": "marian"}
@@ -60,8 +67,10 @@ def load_pretrained(path: str | Path, *, allow_pickle: bool = False) -> tuple[nn
     Raises:
         FileNotFoundError: the folder, its ``config.json``, its weights or its tokenizer files
             are missing (the message lists what the folder holds).
-        ValueError: an unsupported family, pickled weights without ``allow_pickle``, or weights
-            whose names or shapes do not fit the family.
+        ValueError: an unsupported family, a damaged or absurd ``config.json`` (refused before
+            any weight is read), a damaged weights file, a shard outside the folder, pickled
+            weights without ``allow_pickle``, or weights whose names or shapes do not fit the
+            family.
 
     Example:
         >>> from qkv.pretrained import load_pretrained
@@ -74,9 +83,11 @@ def load_pretrained(path: str | Path, *, allow_pickle: bool = False) -> tuple[nn
     folder = resolve_folder(path)
     config = read_config(folder)
     family = _family(folder, config)
+    config_errors(folder, lambda: family.config_from_hf(config))    # before a weight is read
     checkpoint = Checkpoint(read_weights(folder, allow_pickle=allow_pickle), folder)
-    model = family.convert(config, checkpoint)
-    tokenizer = family.load_tokenizer(folder, config)
+    model = config_errors(folder, lambda: family.convert(config, checkpoint))
+    tokenizer = _damaged(folder, "holds tokenizer files that cannot be read",
+                         lambda: family.load_tokenizer(folder, config))
     vocab_size = getattr(model.config, "target_vocab_size", model.config.vocab_size)
     if tokenizer.vocab_size > max(model.config.vocab_size, vocab_size):
         raise ValueError(f"{folder}: the tokenizer has {tokenizer.vocab_size} ids but the model's "
@@ -119,20 +130,57 @@ def read_config(folder: Path) -> dict:
         raise FileNotFoundError(
             f"{folder} has no config.json, so its model family is unknown; found: "
             f"{_listing(folder)}. Supported: {SUPPORTED}")
-    return json.loads(file.read_text(encoding="utf-8"))
+    return read_json(file, dict)
+
+
+def read_json(file: Path, kind: type = dict):
+    """A JSON file that must hold a ``kind`` (an object: ``dict``; a list: ``list``); a damaged
+    one is a ValueError that names it."""
+    try:
+        value = json.loads(file.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"{file} is damaged: not UTF-8 JSON ({_one_line(error)})") from None
+    if not isinstance(value, kind):
+        expected = {dict: "an object", list: "a list"}.get(kind, kind.__name__)
+        raise ValueError(f"{file} must hold {expected} in JSON, got a {type(value).__name__}")
+    return value
+
+
+def file_inside(folder: Path, name: object, source: Path) -> Path:
+    """``folder / name`` for a file name read from ``source`` (a config file), refused if it
+    would leave ``folder``: an absolute path, ``..``, or a link that points outside.
+
+    Example:
+        >>> file_inside(Path("model"), "model-00001-of-00002.safetensors", Path("index.json"))
+        PosixPath('model/model-00001-of-00002.safetensors')
+        >>> file_inside(Path("model"), "../secret.safetensors", Path("index.json"))
+        Traceback (most recent call last):
+        ValueError: index.json names '../secret.safetensors', which is not a file inside model: refused
+    """
+    if not isinstance(name, str) or not name or Path(name).is_absolute() or ".." in Path(
+            name).parts or "\\" in name:
+        raise ValueError(f"{source} names {name!r}, which is not a file inside {folder}: "
+                         f"refused")
+    path = folder / name
+    if not path.resolve().is_relative_to(folder.resolve()):
+        raise ValueError(f"{source} names {name!r}, which leads outside {folder} (to "
+                         f"{path.resolve()}): refused")
+    return path
 
 
 def read_weights(folder: Path, *, allow_pickle: bool = False) -> dict[str, Tensor]:
     """All tensors of the checkpoint in ``folder``: ``model.safetensors``, the shards listed by
     ``model.safetensors.index.json``, or (only with ``allow_pickle``) ``pytorch_model.bin``."""
-    from safetensors.torch import load_file
-
     single, index = folder / "model.safetensors", folder / "model.safetensors.index.json"
     if single.is_file():
-        return load_file(single)
+        return _load_safetensors(single)
     if index.is_file():
-        shards = sorted(set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values()))
-        return {name: tensor for shard in shards for name, tensor in load_file(folder / shard).items()}
+        weight_map = read_json(index, dict).get("weight_map")
+        if not isinstance(weight_map, dict) or not weight_map:
+            raise ValueError(f"{index} must map weight names to shard files under "
+                             f"'weight_map', got {_short(weight_map)}")
+        files = sorted({file_inside(folder, shard, index) for shard in weight_map.values()})
+        return {name: tensor for file in files for name, tensor in _load_safetensors(file).items()}
     pickled = folder / "pytorch_model.bin"
     if pickled.is_file():
         if not allow_pickle:
@@ -141,14 +189,69 @@ def read_weights(folder: Path, *, allow_pickle: bool = False) -> dict[str, Tenso
                 f"code when loaded; qkv reads model.safetensors, and its commands read nothing "
                 f"else. If you trust the file, load it in Python with qkv.load_pretrained(folder, "
                 f"allow_pickle=True) (it is then read with torch.load(weights_only=True))")
-        return torch.load(pickled, map_location="cpu", weights_only=True)
+        try:
+            return torch.load(pickled, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as error:          # torch's message: many lines
+            reason = str(error).split("WeightsUnpickler error:")[-1].split(". Please")[0]
+            raise ValueError(f"{pickled} was refused by torch.load(weights_only=True), which "
+                             f"unpickles tensors only: {_one_line(reason)}") from None
+        except (RuntimeError, EOFError) as error:
+            raise ValueError(f"{pickled} is damaged or not a PyTorch file "
+                             f"({_one_line(error)})") from None
     raise FileNotFoundError(f"{folder} has no weights: expected model.safetensors (or "
                             f"model.safetensors.index.json with shards); found: {_listing(folder)}")
 
 
+def _load_safetensors(file: Path) -> dict[str, Tensor]:
+    from safetensors.torch import load_file
+
+    if not file.is_file():
+        raise FileNotFoundError(f"{file} is missing")
+    return _damaged(file, "is damaged or not a safetensors file", lambda: load_file(file))
+
+
+def _damaged(path: Path, problem: str, read: Callable):
+    """``read()``; any failure but a missing file becomes a one-line ValueError that names
+    ``path`` and says ``problem`` (a ValueError that names it already passes as it is)."""
+    try:
+        return read()
+    except OSError:
+        raise
+    except ValueError as error:
+        if str(path) in str(error):
+            raise
+        raise ValueError(f"{path} {problem} ({_one_line(error)})") from None
+    except Exception as error:               # safetensors' and tokenizers' own errors…
+        raise ValueError(f"{path} {problem} ({type(error).__name__}: {_one_line(error)})"
+                         ) from None
+
+
+def config_errors(folder: Path, build: Callable):
+    """``build()`` (a family's config from ``config.json``); a missing key, a wrong type or a
+    bad value becomes a one-line ValueError naming ``folder/config.json``."""
+    try:
+        return build()
+    except KeyError as error:                  # a field with no default left out
+        raise ValueError(f"{folder / 'config.json'} lacks the key {error}") from None
+    except (TypeError, ValueError) as error:
+        if str(folder) in str(error):
+            raise
+        raise ValueError(f"{folder / 'config.json'}: {_one_line(error)}") from None
+
+
+def _one_line(error: BaseException) -> str:
+    text = " ".join(str(error).split())
+    return text[:300] + (" …" if len(text) > 300 else "")
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "…"
+
+
 def _family(folder: Path, config: dict) -> ModuleType:
     model_type = config.get("model_type")
-    if model_type not in _FAMILIES:
+    if not isinstance(model_type, str) or model_type not in _FAMILIES:
         raise ValueError(f"{folder}: config.json has model_type {model_type!r}, which qkv cannot "
                          f"load; supported: {SUPPORTED}")
     return importlib.import_module(f"qkv.pretrained.{_FAMILIES[model_type]}")

@@ -5,6 +5,11 @@ Every logged number goes to the run folder twice: ``metrics.jsonl`` (one JSON ob
 TensorBoard event files in ``tensorboard/`` (``tensorboard --logdir RUN``), tagged
 ``train/loss``, ``valid/bleu``… at the step; at the end the curves are drawn to ``curves.png``.
 
+SIGTERM and SIGINT (Ctrl-C) stop training cleanly: the step under way is finished, a checkpoint
+is saved at it and :func:`train` returns with ``stopped == "interrupted"``; a second signal
+stops at once. Leftovers of a run killed while saving are swept when the next run starts
+(:func:`~qkv.training.checkpoint.sweep_leftovers`).
+
 Everything that decides what happens next is saved with each checkpoint — the weights, Adam's
 moments, the step, the position in the epoch's batch order (a pure function of the seed and the
 epoch) and the torch and Python RNG states — so ``resume`` continues bit for bit as if training
@@ -17,7 +22,9 @@ import json
 import math
 import os
 import random
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -25,14 +32,21 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_model
 from torch import nn
 
 from qkv.data.batching import token_batches
-from qkv.training.checkpoint import load_training_state, resolve_checkpoint, save_checkpoint
+from qkv.training.checkpoint import (
+    load_training_state,
+    load_weights,
+    resolve_checkpoint,
+    save_checkpoint,
+    sweep_leftovers,
+)
 from qkv.training.schedule import Schedule
 
 __all__ = ["TrainConfig", "TrainResult", "train", "evaluate_loss", "evaluate_accuracy"]
+
+_METRICS_STAGING = ".metrics.jsonl.tmp"          # metrics.jsonl rewritten, then renamed
 
 
 @dataclass(frozen=True)
@@ -99,8 +113,9 @@ class TrainConfig:
 @dataclass
 class TrainResult:
     """What a run ended with: the step, the last validation metrics, the final checkpoint, why
-    it stopped (``stopped``: ``"steps"``, all of ``config.steps`` done, or ``"max_time"``, the
-    time budget ran out first) and the same in words (``message``)."""
+    it stopped (``stopped``: ``"steps"``, all of ``config.steps`` done; ``"max_time"``, the
+    time budget ran out first; or ``"interrupted"``, by SIGTERM or SIGINT) and the same in
+    words (``message``)."""
 
     step: int
     metrics: dict[str, float] = field(default_factory=dict)
@@ -173,8 +188,13 @@ def train(
         clock: seconds, for ``config.max_time`` (read once before the first step and once after
             each step).
 
+    SIGTERM or SIGINT (Ctrl-C; in the main thread, unless the signal is ignored) ends training
+    after the step under way, without validation, with a checkpoint at that step; a second one
+    raises ``KeyboardInterrupt`` at once. The previous handlers are restored on return.
+
     Returns:
-        a :class:`TrainResult`; its ``stopped`` says whether the steps or the time ran out.
+        a :class:`TrainResult`; its ``stopped`` says whether the steps or the time ran out, or
+        a signal came.
     """
     output = Path(output)
     if not train_examples:
@@ -184,9 +204,11 @@ def train(
     optimizer = torch.optim.Adam(model.parameters(), lr=schedule(1), betas=config.betas,
                                  eps=config.eps)
     step, epoch, position = 0, 0, 0
+    sweep_leftovers(output)                      # what a run killed while saving left behind,
+    (output / _METRICS_STAGING).unlink(missing_ok=True)       # or while rewriting the metrics
     if resume:
         checkpoint = resolve_checkpoint(output)
-        load_model(model, str(checkpoint / "model.safetensors"))
+        load_weights(checkpoint, model)
         saved = load_training_state(checkpoint, optimizer)
         step, epoch, position = (saved["progress"][key] for key in ("step", "epoch", "batch"))
     else:
@@ -225,7 +247,9 @@ def train(
         shown["valid"] = {f"valid_{k}": f"{v:.4g}" for k, v in metrics.items() if k != "ppl"}
         bar.set_postfix({**shown["train"], **shown["valid"]})
 
+    stop = _SignalStop()
     try:
+        stop.install()
         model.train()
         while step < config.steps and stopped == "steps":
             batches = token_batches(lengths, config.max_tokens, seed=config.seed, epoch=epoch)
@@ -249,7 +273,9 @@ def train(
                 bar.update(1)
                 if config.max_time is not None and clock() - started >= config.max_time:
                     stopped = "max_time"
-                last = step == config.steps or stopped == "max_time"
+                if stop.signal is not None and step < config.steps:
+                    stopped = "interrupted"
+                last = step == config.steps or stopped != "steps"
                 if config.log_every and (step % config.log_every == 0 or last):
                     now = time.perf_counter()
                     record = {"step": step, "split": "train",
@@ -274,18 +300,59 @@ def train(
                 tick += time.perf_counter() - paused
             if position >= len(batches):
                 epoch, position = epoch + 1, 0
-        validate()
-        save()
-        message = (f"stopped at step {step} of {config.steps}: the time budget of "
-                   f"{config.max_time:g} s ran out" if stopped == "max_time" else
-                   f"stopped at step {step}: all {config.steps} steps done")
+        if stopped == "interrupted":                 # no validation: stop soon, as asked
+            save()
+            message = (f"stopped at step {step} of {config.steps}: interrupted by {stop.signal}; "
+                       f"checkpoint {last_checkpoint.name} saved, resume goes on from it "
+                       f"(qkv train --resume)")
+        else:
+            validate()
+            save()
+            message = (f"stopped at step {step} of {config.steps}: the time budget of "
+                       f"{config.max_time:g} s ran out" if stopped == "max_time" else
+                       f"stopped at step {step}: all {config.steps} steps done")
         bar.write(message)
     finally:
+        stop.restore()
         bar.close()
         log.close()
     model.eval()
     _draw_curves(output)
     return TrainResult(step, metrics, last_checkpoint, stopped, message)
+
+
+class _SignalStop:
+    """Turns SIGTERM and SIGINT into a request to stop: ``signal`` becomes the signal's name
+    (``"SIGTERM"``), for the training loop to see at the end of the step; a second signal raises
+    ``KeyboardInterrupt``. Installed only in the main thread, and not for an ignored signal; the
+    handlers do nothing else (printing from a signal handler can break a write under way)."""
+
+    SIGNALS = ("SIGTERM", "SIGINT")
+
+    def __init__(self) -> None:
+        self.signal: str | None = None
+        self._previous: dict[int, Any] = {}
+
+    def install(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for name in self.SIGNALS:
+            number = getattr(signal, name, None)
+            if number is None or signal.getsignal(number) is signal.SIG_IGN:
+                continue
+            self._previous[number] = signal.getsignal(number)
+            signal.signal(number, self._handle)
+
+    def _handle(self, number: int, frame) -> None:
+        if self.signal is not None:              # the second one: stop at once
+            self.restore()
+            raise KeyboardInterrupt
+        self.signal = signal.Signals(number).name
+
+    def restore(self) -> None:
+        for number, previous in self._previous.items():
+            signal.signal(number, signal.SIG_DFL if previous is None else previous)
+        self._previous.clear()
 
 
 def _draw_curves(output: Path) -> None:
@@ -334,7 +401,7 @@ def _truncate_metrics(path: Path, step: int) -> None:
     kept = [line for line in lines if _step_of(line) <= step]
     if len(kept) == len(lines):
         return
-    staging = path.with_name(f".{path.name}.tmp")
+    staging = path.with_name(_METRICS_STAGING)
     staging.write_text("".join(kept), encoding="utf-8")
     os.replace(staging, path)
 

@@ -1,5 +1,6 @@
 """Checkpoints are real files, written atomically, that restore the model exactly."""
 
+import hashlib
 import json
 
 import pytest
@@ -27,7 +28,8 @@ def save(run, model, step=3, **kwargs):
 def test_round_trip_gives_the_same_model_outputs(tmp_path):
     model = tiny_transformer()
     folder = save(tmp_path, model)
-    assert sorted(p.name for p in folder.iterdir()) == ["checkpoint.json", "model.safetensors"]
+    assert sorted(p.name for p in folder.iterdir()) == ["checkpoint.json", "manifest.json",
+                                                        "model.safetensors"]
     loaded = load_checkpoint(tmp_path)                               # the run folder works too
     assert loaded.path == folder and loaded.step == 3 and loaded.task == "translation"
     assert loaded.target_tokenizer.encode("我的狗") == TARGET.encode("我的狗")
@@ -84,5 +86,10 @@ def test_weights_that_do_not_fit_the_config_are_refused(tmp_path):
     info = json.loads((folder / "checkpoint.json").read_text())
     info["model"]["config"]["num_layers"] = 2
     (folder / "checkpoint.json").write_text(json.dumps(info))
+    manifest = json.loads((folder / "manifest.json").read_text())   # an edit, not damage:
+    manifest["files"]["checkpoint.json"] = {                         # signed again
+        "bytes": (folder / "checkpoint.json").stat().st_size,
+        "sha256": hashlib.sha256((folder / "checkpoint.json").read_bytes()).hexdigest()}
+    (folder / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(ValueError, match="does not fit a Transformer"):
         load_checkpoint(folder)
