@@ -97,7 +97,17 @@ def scaled_dot_product_attention(
         ``(output, weights)``. Each row of ``weights`` sums to 1 over the keys a query may attend.
         A query row whose keys are **all masked** gets **zeros**, in ``output`` and ``weights``,
         on both paths (never NaN, also in gradients). With dropout, ``weights`` are the ones
-        applied (dropped and rescaled), so ``weights @ value == output`` always holds.
+        applied (dropped and rescaled), so ``weights @ value == output`` always holds. Empty
+        sizes are allowed: a leading dim, ``T`` or ``Dv`` of 0 gives empty results, and
+        ``S = 0`` (no key at all) gives zeros, by the same rule.
+
+    Non-finite values are not looked for (that would read the data back on every call); they
+    propagate and are never turned into a finite answer. A query row that reads a NaN — in its
+    own query, in a key or value it may attend, or in an entry of a float mask that does not
+    mask it out — gets NaN in ``output`` (and ``weights``), and so does a row with ``+inf`` in
+    its float mask. A NaN at a *masked* position may reach its row too (``0 · NaN`` is NaN, and
+    the fused kernel adds the mask to the scores); only a row whose keys are all masked is
+    certain to be zeros.
 
     Raises:
         TypeError: a non-tensor, an integer or boolean query/key/value, mismatched dtypes, or an
@@ -286,7 +296,11 @@ def _math_path(
     query, key, value = query.to(compute), key.to(compute), value.to(compute)
     if mask is not None and mask.is_floating_point():
         mask = mask.to(compute)
-    scores = query @ key.transpose(-2, -1)                              # (..., T, S)   Q Kᵀ
+    # The scores take every leading dim, also those only the value (or the mask) has, so that
+    # the weights are (..., T, S) as documented and dropout draws per element as the kernel does.
+    lead = torch.broadcast_shapes(query.shape[:-2], key.shape[:-2], value.shape[:-2])
+    T, S = query.shape[-2], key.shape[-2]
+    scores = (query @ key.transpose(-2, -1)).expand(*lead, T, S)       # (..., T, S)   Q Kᵀ
     scaled_scores = scores * scale                                      # (..., T, S)   / √d_k
     logits = scaled_scores
     if mask is not None and mask.dtype == torch.bool:

@@ -11,6 +11,8 @@ Every helper returns a mask shaped to broadcast against attention scores ``(B, H
 
 from __future__ import annotations
 
+import numbers
+
 import torch
 from torch import Tensor
 
@@ -24,7 +26,7 @@ def padding_mask(ids: Tensor, pad_id: int) -> Tensor:
 
     Args:
         ids: integer token ids, padded with ``pad_id``.
-        pad_id: the id of the padding token.
+        pad_id: the id of the padding token, an int.
 
     Shape:
         - ids: ``(B, S)``
@@ -45,6 +47,9 @@ def padding_mask(ids: Tensor, pad_id: int) -> Tensor:
         raise TypeError(f"ids must be an integer tensor of token ids, got dtype {ids.dtype}")
     if ids.dim() != 2:
         raise ValueError(f"ids must have shape (B, S), got {shape_str(ids.shape)}")
+    if isinstance(pad_id, bool) or not isinstance(pad_id, numbers.Integral):
+        raise TypeError(f"pad_id must be an int (a token id), got {type(pad_id).__name__} "
+                        f"{pad_id!r}")
     return (ids != pad_id)[:, None, None, :]                            # (B, 1, 1, S)
 
 
@@ -53,7 +58,8 @@ def length_mask(lengths: Tensor, max_len: int | None = None) -> Tensor:
 
     Args:
         lengths: the true length of each sequence.
-        max_len: S, the padded length; default ``lengths.max()``.
+        max_len: S, the padded length; default ``lengths.max()``. Required for ``lengths`` on
+            the ``meta`` device, which have a shape but no values.
 
     Shape:
         - lengths: ``(B,)``
@@ -73,6 +79,12 @@ def length_mask(lengths: Tensor, max_len: int | None = None) -> Tensor:
         raise TypeError(f"lengths must be an integer tensor, got dtype {lengths.dtype}")
     if lengths.dim() != 1:
         raise ValueError(f"lengths must have shape (B,), got {shape_str(lengths.shape)}")
+    if lengths.device.type == "meta":                                   # a shape, no values
+        if max_len is None:
+            raise ValueError("lengths on the meta device have no values to take the longest "
+                             "of: pass max_len")
+        positions = torch.arange(check_int("max_len", max_len, minimum=0), device="meta")
+        return (positions[None, :] < lengths[:, None])[:, None, None, :]    # (B, 1, 1, S)
     if lengths.numel() and int(lengths.min()) < 0:
         raise ValueError(f"lengths must be >= 0, got {lengths.tolist()}")
     longest = int(lengths.max()) if lengths.numel() else 0
@@ -144,6 +156,10 @@ def combine_masks(*masks: Tensor | None) -> Tensor | None:
     present = [m for m in masks if m is not None]
     if not present:
         return None
+    for i, m in enumerate(masks):
+        if m is not None and m.device != present[0].device:
+            raise ValueError(f"masks must be on one device: masks[{i}] is on {m.device} but "
+                             f"the first mask is on {present[0].device}")
     try:
         torch.broadcast_shapes(*(m.shape for m in present))
     except RuntimeError:

@@ -217,7 +217,15 @@ class MultiHeadAttention(nn.Module):
             - weights: ``(B, H, T, S)``, per head, never averaged
 
         Returns:
-            ``(output, weights)``; ``weights`` is ``None`` unless ``need_weights``.
+            ``(output, weights)``; ``weights`` is ``None`` unless ``need_weights``. NaN and
+            ``±inf`` in the inputs propagate as in :func:`~qkv.scaled_dot_product_attention`.
+
+        Raises:
+            TypeError: a non-floating input, an input whose dtype is not the parameters' (outside
+                autocast), a ``cache`` that is not an :class:`AttentionCache`, an integer mask.
+            ValueError: an input of the wrong shape or on another device than the parameters,
+                a mask that does not broadcast to ``(B, H, T, S)``, a cache of another batch size
+                or of the wrong kind (growing for self-attention, static for cross-attention).
 
         Example:
             >>> import torch, qkv
@@ -234,6 +242,13 @@ class MultiHeadAttention(nn.Module):
         self._check_inputs(query, key, value)
         if self.rotary is not None and not self_attention:
             raise ValueError("rotary positions apply to self-attention only: pass no key/value")
+        if cache is not None and not isinstance(cache, AttentionCache):
+            raise TypeError(f"cache must be an AttentionCache or None, got {type(cache).__name__}")
+        if cache is not None and cache.key is not None and cache.key.shape[0] != query.shape[0]:
+            raise ValueError(
+                f"the cache holds {cache.key.shape[0]} sequences but query has batch size "
+                f"{query.shape[0]}; use a new AttentionCache for a new batch (or reorder() it)"
+            )
         if cache is not None and cache.static == self_attention:
             raise ValueError(
                 "self-attention needs a growing cache, AttentionCache(), and cross-attention a "
@@ -314,16 +329,26 @@ class MultiHeadAttention(nn.Module):
         return positions
 
     def _check_inputs(self, query: Tensor, key: Tensor, value: Tensor) -> None:
-        expected = (("query", query, self.d_model, "(B, T, E)"),
-                    ("key", key, self.kv_dim, "(B, S, kv_dim)"),
-                    ("value", value, self.value_dim, "(B, S, value_dim)"))
-        for name, tensor, width, layout in expected:
+        expected = (("query", query, self.d_model, "(B, T, E)", self.query_proj),
+                    ("key", key, self.kv_dim, "(B, S, kv_dim)", self.key_proj),
+                    ("value", value, self.value_dim, "(B, S, value_dim)", self.value_proj))
+        for name, tensor, width, layout, projection in expected:
             check_floating(name, tensor)
             if tensor.dim() != 3 or tensor.shape[-1] != width:
                 raise ValueError(
                     f"{name} must have shape {layout} with last dim {width}, "
                     f"got {shape_str(tensor.shape)}"
                 )
+            weight = projection.weight
+            if not isinstance(weight, Tensor):                          # e.g. a quantized Linear
+                continue
+            if tensor.device != weight.device:
+                raise ValueError(f"{name} is on {tensor.device} but the module's parameters are "
+                                 f"on {weight.device}; move them to the same device")
+            if tensor.dtype != weight.dtype and not torch.is_autocast_enabled(tensor.device.type):
+                raise TypeError(f"{name} must have the dtype of the module's parameters "
+                                f"({weight.dtype}), got {tensor.dtype}; convert the input or "
+                                f"the module (module.to({tensor.dtype}))")
         if not query.shape[0] == key.shape[0] == value.shape[0]:
             raise ValueError(
                 f"query, key and value must have the same batch size B: got query "

@@ -8,6 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from qkv._checks import check_positive_int
+from qkv.models.classifier import SequenceClassifier
 from qkv.tokenizers.base import Tokenizer
 from qkv.training.tasks import classification_ids, pad_batch
 
@@ -35,7 +36,16 @@ def classify_texts(model: nn.Module, tokenizer: Tokenizer, texts: Sequence[str],
         texts: the texts.
 
     Shape:
-        returns ``(N, C)``: ``N`` texts, ``C = len(model.labels)``; each row sums to 1.
+        returns ``(N, C)``: ``N`` texts, ``C = len(model.labels)``; each row sums to 1. No
+        texts give ``(0, C)``.
+
+    A model whose logits hold NaN (NaN in its weights) gives NaN probabilities: they are not
+    turned into a distribution.
+
+    Raises:
+        TypeError: a model that is not a :class:`~qkv.SequenceClassifier`, a tokenizer that is
+            not a :class:`~qkv.tokenizers.base.Tokenizer`, texts that are not a list of str.
+        ValueError: ``batch_size`` < 1, no pad id, ids outside the model's vocabulary.
 
     Example:
         >>> import torch, qkv
@@ -47,9 +57,16 @@ def classify_texts(model: nn.Module, tokenizer: Tokenizer, texts: Sequence[str],
         >>> classify_texts(model, tokenizer, ["spam", "ham", "mash"]).shape
         torch.Size([3, 2])
     """
+    if not isinstance(model, SequenceClassifier):
+        raise TypeError(f"classify_texts needs a qkv.SequenceClassifier, got "
+                        f"{type(model).__name__}")
+    if not isinstance(tokenizer, Tokenizer):
+        raise TypeError(f"tokenizer must be a qkv Tokenizer, got {type(tokenizer).__name__}")
     check_positive_int("batch_size", batch_size)
-    if isinstance(texts, str) or not all(isinstance(text, str) for text in texts):
-        raise TypeError("texts must be a sequence of str (a list of texts)")
+    if (isinstance(texts, str) or not isinstance(texts, Sequence)
+            or not all(isinstance(text, str) for text in texts)):
+        raise TypeError(f"texts must be a sequence of str (a list of texts), got "
+                        f"{type(texts).__name__}")
     pad = model.config.pad_id if model.config.pad_id is not None else tokenizer.pad_id
     if pad is None:
         raise ValueError("classifying a batch needs a pad id (the model's or the tokenizer's)")

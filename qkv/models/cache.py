@@ -111,8 +111,18 @@ def next_positions(ids: Tensor, cache: KVCache | None) -> Tensor:
     return torch.arange(start, start + ids.shape[1], device=ids.device)
 
 
+def cached_length(cache: KVCache | None) -> int:
+    """The positions ``cache`` holds (0 without one); a TypeError for anything but a KVCache."""
+    if cache is None:
+        return 0
+    if not isinstance(cache, KVCache):
+        raise TypeError(f"cache must be a qkv.KVCache or None, got {type(cache).__name__}")
+    return cache.length
+
+
 def cache_step(cache: KVCache | None, batch_size: int):
     """``cache.step(batch_size)``, or a context that does nothing without a cache."""
+    cached_length(cache)                                                # checks its type
     return nullcontext() if cache is None else cache.step(batch_size)
 
 

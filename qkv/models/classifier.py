@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from qkv._checks import check_integer_tensor, shape_str
+from qkv._checks import check_integer_tensor, check_tensor, shape_str
 from qkv.models.config import SequenceClassifierConfig
 from qkv.models.encoder_model import EncoderModel
 
@@ -72,11 +72,22 @@ class SequenceClassifier(nn.Module):
             token_types: token types (segments), for a config with ``type_vocab_size``.
 
         Shape:
-            ``ids (B, T)`` → ``(B, C)``; ``mask (B, T)`` or broadcastable to ``(B, H, T, T)``
+            ``ids (B, T)`` → ``(B, C)``; ``mask (B, T)`` or ``(B, 1, 1, T)``
+
+        A row needs a token to be classified: ``T = 0`` is refused. A row that is all padding
+        (no ``True`` in its mask) is classified from what pooling makes of no token — the first
+        position's hidden state (``"cls"``) or the zero vector (``"mean"``) — so give every row
+        at least one real token.
+
+        Raises:
+            TypeError: ids that are not an integer tensor, a mask that is not a bool tensor.
+            ValueError: ids not ``(B, T)`` with ``T ≥ 1``, outside the vocabulary or longer
+                than ``max_len``; a mask of another shape.
         """
         check_integer_tensor("ids", ids, "integer tensor of token ids")  # the encoder checks
-        if ids.dim() != 2:                                              # the rest
-            raise ValueError(f"ids must have shape (B, T), got {shape_str(ids.shape)}")
+        if ids.dim() != 2 or ids.shape[1] == 0:                         # the rest
+            raise ValueError(f"ids must have shape (B, T) with T >= 1 (a token to classify), "
+                             f"got {shape_str(ids.shape)}")
         key_mask = self._key_mask(ids, mask)                            # (B, T) or None
         attention_mask = None if key_mask is None else key_mask[:, None, None, :]  # (B, 1, 1, T)
         hidden = self.encoder(ids, attention_mask, token_types)         # (B, T, E)
@@ -104,7 +115,7 @@ class SequenceClassifier(nn.Module):
         ``(B, 1, 1, T)`` padding mask), else from the pad id."""
         if mask is None:
             return None if self.config.pad_id is None else ids != self.config.pad_id
-        if mask.dtype != torch.bool:
+        if check_tensor("mask", mask).dtype != torch.bool:
             raise TypeError(f"mask must be a bool tensor (True = a real token), got {mask.dtype}")
         if mask.dim() == 4 and mask.shape[1:3] == (1, 1):
             mask = mask[:, 0, 0]                                        # (B, T)

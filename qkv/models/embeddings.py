@@ -115,11 +115,27 @@ def new_token_embedding(vocab_size: int, d_model: int) -> nn.Embedding:
     return embedding
 
 
-def check_token_ids(name: str, ids: object, vocab_size: int) -> Tensor:
-    """``ids`` must be a ``(B, T)`` integer tensor of ids in ``[0, vocab_size)``. The models call
-    it once per input at their boundary; :class:`Embeddings` does not repeat it."""
+def check_token_ids(name: str, ids: object, vocab_size: int, *,
+                    device: torch.device | None = None) -> Tensor:
+    """``ids`` must be a ``(B, T)`` integer tensor of ids in ``[0, vocab_size)``, on ``device``
+    (the model's) if given. The models call it once per input at their boundary;
+    :class:`Embeddings` does not repeat it."""
     check_integer_tensor(name, ids, "integer tensor of token ids")
     if ids.dim() != 2:
         raise ValueError(f"{name} must have shape (B, T), got {shape_str(ids.shape)}")
+    if device is not None and ids.device != device:
+        raise ValueError(f"{name} is on {ids.device} but the model is on {device}; move them to "
+                         f"the same device")
     check_index_range(name, ids, "vocab_size", vocab_size, what="ids")
     return ids
+
+
+def check_length(name: str, length: int, max_len: int, *, cached: int = 0) -> None:
+    """``cached + length`` positions must fit in the model's ``max_len``, whatever its positions
+    (a rotary model has no table to overflow, but its config promises no more). Arithmetic
+    only: no data is read. Skipped while ``torch.export`` traces, whose sequence axis may be
+    declared longer for a rotary model."""
+    if cached + length > max_len and not torch.compiler.is_exporting():
+        after = f" after {cached} cached ones" if cached else ""
+        raise ValueError(f"{name} has {length} positions{after}, more than the model's max_len = "
+                         f"{max_len}: the sequence is longer than the model's max_len")

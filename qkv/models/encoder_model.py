@@ -8,7 +8,7 @@ from torch import Tensor, nn
 from qkv._checks import check_index_range, check_integer_tensor, shape_str
 from qkv.attention.masks import padding_mask
 from qkv.models.config import EncoderModelConfig
-from qkv.models.embeddings import Embeddings, check_token_ids
+from qkv.models.embeddings import Embeddings, check_length, check_token_ids
 from qkv.models.layers import EncoderLayer
 from qkv.models.positions import rotary_from_config
 from qkv.models.residual import final_norm_from_config
@@ -64,8 +64,17 @@ class EncoderModel(nn.Module):
         Shape:
             ``ids (B, T)``, ``token_types (B, T)`` → ``(B, T, E)``; ``mask`` broadcastable to
             ``(B, H, T, T)``
+
+        Raises:
+            TypeError: ids or token types that are not integer tensors, a mask that is neither
+                boolean nor floating.
+            ValueError: ids not ``(B, T)``, outside ``[0, vocab_size)``, on another device than
+                the model or longer than ``max_len``; token types of another shape or outside
+                ``[0, type_vocab_size)``; a mask that does not broadcast to ``(B, H, T, T)``.
         """
-        check_token_ids("ids", ids, self.config.vocab_size)
+        check_token_ids("ids", ids, self.config.vocab_size,
+                        device=self.embedding.token.weight.device)
+        check_length("ids", ids.shape[1], self.config.max_len)
         if token_types is not None:
             self._check_token_types(token_types, ids)
         if mask is None and self.config.pad_id is not None:

@@ -4,9 +4,16 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from qkv.models.cache import KVCache, cache_step, next_positions, self_attention_mask
+from qkv._checks import check_tensor, shape_str
+from qkv.models.cache import (
+    KVCache,
+    cache_step,
+    cached_length,
+    next_positions,
+    self_attention_mask,
+)
 from qkv.models.config import LanguageModelConfig
-from qkv.models.embeddings import Embeddings, check_token_ids
+from qkv.models.embeddings import Embeddings, check_length, check_token_ids
 from qkv.models.layers import DecoderLayer
 from qkv.models.positions import rotary_from_config
 from qkv.models.residual import final_norm_from_config
@@ -59,12 +66,32 @@ class LanguageModel(nn.Module):
             ids: token ids: a whole sequence, or (with ``cache``) the tokens after the cached ones.
             positions: the position of each token; default ``cached, …, cached + T - 1``. Give
                 them for left-padded batches, so that each row's first real token is at 0.
+                Learned and sinusoidal tables take positions in ``[0, max_len)``; rotary ones
+                are not limited (they have no table), only the sequence's length is.
             cache: a :class:`~qkv.models.cache.KVCache` for step-by-step generation.
 
         Shape:
             ``ids (B, T)``, ``positions (T,)`` or ``(B, T)`` → logits ``(B, T, vocab_size)``
+
+        Raises:
+            TypeError: ids or positions that are not integer tensors, a cache that is not a
+                :class:`~qkv.models.cache.KVCache`.
+            ValueError: ids not ``(B, T)``, outside ``[0, vocab_size)`` or on another device
+                than the model; without ``positions``, more than ``max_len`` positions (cached
+                ones counted); positions of another shape than ``(T,)`` or ``(B, T)``, or
+                outside ``[0, max_len)`` for a learned or sinusoidal table.
         """
-        check_token_ids("ids", ids, self.config.vocab_size)
+        check_token_ids("ids", ids, self.config.vocab_size,
+                        device=self.output_layer.weight.device)
+        cached = cached_length(cache)
+        if positions is None:
+            check_length("ids", ids.shape[1], self.config.max_len, cached=cached)
+        else:                           # given positions may leave padding out: not the width
+            B, T = ids.shape
+            if check_tensor("positions", positions).shape not in ((T,), (B, T)):
+                raise ValueError(f"positions must have shape (T,) = ({T},) or (B, T) = ({B}, {T})"
+                                 f" for ids {shape_str(ids.shape)}, got "
+                                 f"{shape_str(positions.shape)}")
         with cache_step(cache, ids.shape[0]):
             if positions is None:
                 positions = next_positions(ids, cache)                  # (T,)

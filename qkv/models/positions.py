@@ -188,5 +188,6 @@ def _checked(positions: Tensor, max_len: int | None) -> Tensor:
         raise ValueError(f"positions must have shape (T,) or (B, T), got {shape_str(positions.shape)}")
     if max_len is not None:
         check_index_range("positions", positions, "max_len", max_len, what="values",
-                          hint=": the sequence is longer than the model's max_len")
+                          hint=": a sequence longer than the model's max_len, or a negative "
+                               "position")
     return positions

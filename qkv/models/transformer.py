@@ -10,10 +10,17 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from qkv._checks import check_floating, shape_str
 from qkv.attention.masks import padding_mask
-from qkv.models.cache import KVCache, cache_step, next_positions, self_attention_mask
+from qkv.models.cache import (
+    KVCache,
+    cache_step,
+    cached_length,
+    next_positions,
+    self_attention_mask,
+)
 from qkv.models.config import TransformerConfig
-from qkv.models.embeddings import Embeddings, check_token_ids, new_token_embedding
+from qkv.models.embeddings import Embeddings, check_length, check_token_ids, new_token_embedding
 from qkv.models.layers import DecoderLayer, EncoderLayer
 from qkv.models.positions import rotary_from_config
 from qkv.models.residual import final_norm_from_config
@@ -27,6 +34,12 @@ class Transformer(nn.Module):
 
     Padding (``config.pad_id``) is masked everywhere: in the encoder's self-attention, the
     decoder's self-attention (which is also causal) and the cross-attention.
+
+    Every entry point checks its ids (integer, ``(B, T)``, in the vocabulary, on the model's
+    device, no longer than ``config.max_len``) and raises a TypeError or ValueError that names
+    the argument. An empty batch, source or target (``B``, ``S`` or ``T`` = 0) is allowed: the
+    logits are empty, or — for an empty source — computed from a cross-attention that reads
+    nothing (zeros, the all-masked rule of :func:`~qkv.scaled_dot_product_attention`).
 
     Args:
         config: the sizes and choices; :meth:`TransformerConfig.base` is the paper's base model.
@@ -72,6 +85,9 @@ class Transformer(nn.Module):
     def forward(self, src: Tensor, tgt: Tensor) -> Tensor:
         """Teacher-forced logits: ``src (B, S)``, ``tgt (B, T)`` ids → ``(B, T, tgt_vocab_size)``."""
         src_mask = self.source_mask(src)                                # checks src
+        if isinstance(tgt, Tensor) and tgt.dim() == 2 and tgt.shape[0] != src.shape[0]:
+            raise ValueError(f"src and tgt must have the same batch size B: got src "
+                             f"{shape_str(src.shape)}, tgt {shape_str(tgt.shape)}")
         return self.decode(tgt, self._encode(src, src_mask), src_mask)
 
     def encode(self, src: Tensor, src_mask: Tensor | None = None) -> Tensor:
@@ -84,7 +100,7 @@ class Transformer(nn.Module):
         Shape:
             ``src (B, S)`` → ``(B, S, E)``; ``src_mask`` broadcastable to ``(B, H, S, S)``
         """
-        check_token_ids("src", src, self.config.vocab_size)
+        self._check_source(src)
         return self._encode(src, self._padding(src) if src_mask is None else src_mask)
 
     def _encode(self, src: Tensor, src_mask: Tensor | None) -> Tensor:
@@ -114,7 +130,9 @@ class Transformer(nn.Module):
             ``tgt (B, T)``, ``memory (B, S, E)``, ``memory_mask`` broadcastable to
             ``(B, H, T, S)`` → logits ``(B, T, tgt_vocab_size)``
         """
-        check_token_ids("tgt", tgt, self.config.target_vocab_size)
+        check_token_ids("tgt", tgt, self.config.target_vocab_size, device=self._device)
+        check_length("tgt", tgt.shape[1], self.config.max_len, cached=cached_length(cache))
+        self._check_memory(memory, tgt)
         if memory_mask is None and self.config.pad_id is not None:
             raise ValueError(
                 "decode needs memory_mask, the source padding mask: pass "
@@ -130,8 +148,34 @@ class Transformer(nn.Module):
 
     def source_mask(self, src: Tensor) -> Tensor | None:
         """``(B, S)`` source ids → padding mask ``(B, 1, 1, S)`` (``None`` without a pad id)."""
-        check_token_ids("src", src, self.config.vocab_size)
+        self._check_source(src)
         return self._padding(src)
+
+    @property
+    def _device(self) -> torch.device:
+        return self.output_layer.weight.device
+
+    def _check_source(self, src: Tensor) -> None:
+        check_token_ids("src", src, self.config.vocab_size, device=self._device)
+        check_length("src", src.shape[1], self.config.max_len)
+
+    def _check_memory(self, memory: Tensor, tgt: Tensor) -> None:
+        """``memory`` must be what :meth:`encode` gives for ``tgt``'s batch: ``(B, S, E)``."""
+        check_floating("memory", memory)
+        if memory.dim() != 3 or memory.shape[-1] != self.config.d_model:
+            raise ValueError(f"memory must have shape (B, S, E) with E = d_model = "
+                             f"{self.config.d_model} (the output of encode), got "
+                             f"{shape_str(memory.shape)}")
+        if memory.shape[0] != tgt.shape[0]:
+            raise ValueError(f"memory and tgt must have the same batch size B: got memory "
+                             f"{shape_str(memory.shape)}, tgt {shape_str(tgt.shape)}")
+        weight = self.output_layer.weight
+        if memory.device != weight.device:
+            raise ValueError(f"memory is on {memory.device} but the model is on {weight.device}; "
+                             f"move them to the same device")
+        if memory.dtype != weight.dtype and not torch.is_autocast_enabled(memory.device.type):
+            raise TypeError(f"memory must have the model's dtype ({weight.dtype}), got "
+                            f"{memory.dtype}")
 
     def _padding(self, src: Tensor) -> Tensor | None:
         return None if self.config.pad_id is None else padding_mask(src, self.config.pad_id)

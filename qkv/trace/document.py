@@ -79,8 +79,9 @@ def attention_document(
         TypeError: ``trace`` is not a :class:`~qkv.trace.recorder.Trace`, or ``tokens`` is not a
             mapping of lists of strings.
         ValueError: an empty trace, no recorded weights, a side missing from ``tokens``, a token
-            count that differs from the keys ``S`` (or the queries ``T``), or ``batch_index``
-            out of range.
+            count that differs from the keys ``S`` (or the queries ``T``), ``batch_index``
+            out of range, or NaN or ±inf in the weights (other fields keep their non-finite
+            values as ``None``, JSON having no NaN).
 
     Example:
         >>> import torch, qkv
@@ -135,6 +136,10 @@ def _attention(record: AttentionRecord, query_side: str, key_side: str, detail: 
     B = record.weights.shape[0]
     if not -B <= b < B:
         raise ValueError(f"batch_index must be in [0, {B}) for a batch of {B}, got {b}")
+    if not bool(torch.isfinite(record.weights[b]).all()):
+        raise ValueError(f"{record.name!r} has NaN or infinite attention weights (batch row "
+                         f"{b}): the model's input or parameters hold NaN or ±inf. A view would "
+                         f"draw them as zero attention, so no document is made")
     head_dim = record.head_dim
     entry = {
         "name": record.name,

@@ -56,9 +56,10 @@ def trace(
         A :class:`Trace`, to use as a context manager. Recording starts on ``__enter__``.
 
     Raises:
-        TypeError: ``model`` is not an ``nn.Module``, or a selection has the wrong type.
-        ValueError: no attention module in ``model``, or a selection that matches none, or a
-            head index out of range.
+        TypeError: ``model`` is not an ``nn.Module``, a selection or ``device`` has the wrong
+            type.
+        ValueError: no attention module in ``model``, a selection that matches none, a head
+            index out of range, an empty list of heads or queries, an unknown field or device.
 
     Example:
         >>> import torch, qkv
@@ -101,7 +102,7 @@ class Trace:
                  device: torch.device | str | None = None) -> None:
         self.model = model
         self.selection = selection
-        self.device = None if device is None else torch.device(device)
+        self.device = None if device is None else _device(device)
         self._modules = selection.select(model)
         self._order = {name: index for index, (name, _) in enumerate(self._modules)}
         self._records: dict[str, list[AttentionRecord]] = {}
@@ -233,6 +234,17 @@ class Trace:
             concat=keep("concat", call.concat, 1, per_head=False),      # (B, T, E)
             output=keep("output", call.output, 1, per_head=False),      # (B, T, E)
         )
+
+
+def _device(device: object) -> torch.device:
+    """``device`` as a :class:`torch.device`, or an error that names the argument."""
+    if not isinstance(device, (str, torch.device)):
+        raise TypeError(f"device must be a torch.device, a str such as 'cpu', or None, got "
+                        f"{type(device).__name__} {device!r}")
+    try:
+        return torch.device(device)
+    except RuntimeError as error:
+        raise ValueError(f"device {device!r} is not a device: {error}") from None
 
 
 def _positions(call: AttentionCall, T: int, S: int) -> tuple[Tensor, Tensor]:

@@ -81,17 +81,24 @@ class Selection:
             fields = (fields,)
         if fields is None:
             fields = RECORD_FIELDS
+        if not isinstance(fields, Iterable):
+            raise TypeError(f"fields must be a field name (str) or a list of them, got "
+                            f"{type(fields).__name__}")
         fields = frozenset(fields)
         unknown = sorted(field for field in fields if field not in RECORD_FIELDS)
         if unknown:
             raise ValueError(f"fields must be among {', '.join(RECORD_FIELDS)}; got unknown "
                              f"{', '.join(map(repr, unknown))}")
-        heads = _indices("heads", heads)
+        heads, queries = _indices("heads", heads), _indices("queries", queries)
+        for name, chosen in (("heads", heads), ("queries", queries)):
+            if chosen == []:                    # would keep nothing: a slip, not a selection
+                raise ValueError(f"{name} must name at least one index (None: all of them), "
+                                 f"got none")
         return cls(
             modules=modules,
             layers=None if layers is None else frozenset(_indices("layers", layers)),
             heads=None if heads is None else tuple(sorted(set(heads))),
-            queries=None if queries is None else frozenset(_indices("queries", queries)),
+            queries=None if queries is None else frozenset(queries),
             fields=fields,
         )
 

@@ -104,8 +104,10 @@ def check_document(document: Any) -> dict:
     if not isinstance(sides, Mapping) or not sides:
         raise ValueError(f"'sides' must map side names to token lists, got {sides!r:.80}")
     for side, tokens in sides.items():
-        if not isinstance(tokens, Sequence) or not all(isinstance(t, str) for t in tokens):
-            raise ValueError(f"side {side!r} must be a list of token strings")
+        if (isinstance(tokens, str) or not isinstance(tokens, Sequence)
+                or not all(isinstance(t, str) for t in tokens)):
+            raise ValueError(f"side {side!r} must be a list of token strings, got "
+                             f"{type(tokens).__name__}")
     attentions = document["attentions"]
     if not isinstance(attentions, Sequence) or not attentions:
         raise ValueError("'attentions' must be a non-empty list of attention records")
@@ -255,6 +257,9 @@ def _check_record(record: Any, sides: Mapping[str, Sequence[str]]) -> None:
         if record[field] not in sides:
             raise ValueError(f"attention {name!r}: {field} {record[field]!r} is not a side of "
                              f"the document (sides: {', '.join(sides)})")
+    heads = record["num_heads"]
+    if isinstance(heads, bool) or not isinstance(heads, int) or heads < 1:
+        raise ValueError(f"attention {name!r}: num_heads must be a positive int, got {heads!r}")
     T = len(record.get("query_positions") or sides[record["query_side"]])
     S = len(record.get("key_positions") or sides[record["key_side"]])
     expected = (record["num_heads"], T, S)

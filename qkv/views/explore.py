@@ -13,6 +13,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from qkv._checks import check_positive_int
+from qkv.models import EncoderModel, LanguageModel, SequenceClassifier, Transformer
 from qkv.tokenizers.base import Tokenizer
 
 __all__ = ["DEFAULT_TEXTS", "TASKS", "TooManyTokens", "classification_prediction", "explore",
@@ -23,6 +25,9 @@ TASKS = ("translation", "language_model", "encoder", "classification")
 DEFAULT_TEXTS = {"translation": "I love my dog", "language_model": "I love my",
                  "encoder": "I love my dog", "classification": "I love my dog"}
 NEXT_TOKENS = 10  # next-token candidates a language model's prediction lists
+# The models each task can run (classification: any model with labels, see labels_of).
+_TASK_MODELS = {"translation": (Transformer,), "language_model": (LanguageModel,),
+                "encoder": (EncoderModel, SequenceClassifier)}
 
 
 class TooManyTokens(ValueError):
@@ -40,6 +45,37 @@ def _check_length(what: str, ids: list[int], limit: int) -> list[int]:
     if not ids:
         raise ValueError(f"{what} has no tokens: give some text")
     return ids
+
+
+def _check_arguments(model: object, task: object, source_tokenizer: object,
+                     target_tokenizer: object, text: object, target_text: object,
+                     max_tokens: object) -> None:
+    """The checks :func:`model_inputs` and :func:`explore` share; errors name the argument."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a qkv model (a torch.nn.Module), got "
+                        f"{type(model).__name__}")
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+    if task in _TASK_MODELS and not isinstance(model, _TASK_MODELS[task]):
+        names = " or ".join(f"qkv.{kind.__name__}" for kind in _TASK_MODELS[task])
+        raise ValueError(f"task {task!r} needs a {names}, got {type(model).__name__}")
+    if not isinstance(source_tokenizer, Tokenizer):
+        raise TypeError(f"source_tokenizer must be a qkv Tokenizer, got "
+                        f"{type(source_tokenizer).__name__}")
+    if target_tokenizer is not None and not isinstance(target_tokenizer, Tokenizer):
+        raise TypeError(f"target_tokenizer must be a qkv Tokenizer or None, got "
+                        f"{type(target_tokenizer).__name__}")
+    if not isinstance(text, str):
+        raise TypeError(f"text must be a str, got {type(text).__name__}")
+    if target_text is not None and not isinstance(target_text, str):
+        raise TypeError(f"target_text must be a str or None, got {type(target_text).__name__}")
+    check_positive_int("max_tokens", max_tokens)
+
+
+def _check_finite(logits: torch.Tensor) -> None:
+    if not bool(torch.isfinite(logits).all()):
+        raise ValueError("the model's logits hold NaN or ±inf (NaN or ±inf in its input or "
+                         "parameters): there is no prediction to show")
 
 
 def _limit(model: nn.Module, max_tokens: int) -> int:
@@ -82,6 +118,7 @@ def classification_prediction(labels: list[str], logits: torch.Tensor) -> dict:
     if logits.shape != (len(labels),):
         raise ValueError(f"logits must have shape (C,) = ({len(labels)},) for {len(labels)} "
                          f"labels, got {tuple(logits.shape)}")
+    _check_finite(logits)
     probabilities = torch.softmax(logits, dim=-1)                               # (C,)
     return {"kind": "classification", "labels": list(labels), "logits": logits.tolist(),
             "probabilities": probabilities.tolist(),
@@ -118,6 +155,7 @@ def next_token_prediction(tokenizer: Tokenizer, logits: torch.Tensor,
         raise ValueError(f"logits must have shape (V,), got {tuple(logits.shape)}")
     if not isinstance(k, int) or k < 1:
         raise ValueError(f"k must be a positive int, got {k!r}")
+    _check_finite(logits)
     best = torch.softmax(logits, dim=-1).topk(min(k, logits.shape[0]))        # (k,)
     ids = best.indices.tolist()
     return {"kind": "next_token", "tokens": tokenizer.tokens(ids), "ids": ids,
@@ -165,11 +203,16 @@ def model_inputs(
       :func:`qkv.decoding.classify.input_limit` does — but a longer text is refused, not cut.
 
     Raises:
-        ValueError: an unknown task, empty text, a tokenizer without a token the task needs.
+        TypeError: a model that is not a module, a tokenizer that is not a qkv Tokenizer, a
+            text that is not a str, a ``max_tokens`` that is not an int.
+        ValueError: an unknown task or one the model cannot run (translation: a
+            ``qkv.Transformer``, language_model: a ``qkv.LanguageModel``, encoder: a
+            ``qkv.EncoderModel`` or ``qkv.SequenceClassifier``), empty text, a tokenizer without
+            a token the task needs, ``max_tokens`` < 1.
         TooManyTokens: a side longer than ``max_tokens`` (or the model's ``max_len``).
     """
-    if task not in TASKS:
-        raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+    _check_arguments(model, task, source_tokenizer, target_tokenizer, text, target_text,
+                     max_tokens)
     limit = _limit(model, max_tokens)
     encode = source_tokenizer.encode
     if task == "language_model":
@@ -230,6 +273,11 @@ def explore(
         probable next tokens after the text (:func:`next_token_prediction`); an encoder's
         document has none.
 
+    Raises:
+        TypeError, ValueError, TooManyTokens: as :func:`model_inputs`; a ValueError too for a
+        classification task without a classifier (:func:`labels_of`), and for a model whose
+        attention weights or logits hold NaN or ±inf (there is nothing faithful to show).
+
     Example:
         >>> import qkv
         >>> from qkv.tokenizers import WordTokenizer
@@ -250,6 +298,8 @@ def explore(
     """
     from qkv.trace import attention_document, trace
 
+    _check_arguments(model, task, source_tokenizer, target_tokenizer, text, target_text,
+                     max_tokens)
     labels = labels_of(model) if task == "classification" else None
     ids = model_inputs(model, task=task, source_tokenizer=source_tokenizer,
                        target_tokenizer=target_tokenizer, text=text, target_text=target_text,

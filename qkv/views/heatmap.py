@@ -8,6 +8,8 @@ figures are :class:`matplotlib.figure.Figure` objects drawn by the Agg canvas, n
 from __future__ import annotations
 
 import contextlib
+import numbers
+import os
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -63,6 +65,16 @@ def _draw(ax, weights: np.ndarray, query_tokens, key_tokens, *, labels: bool, fo
     return image
 
 
+def _weights(record: Mapping, head: int) -> np.ndarray:
+    """One head's weights ``(T, S)`` as floats; a ValueError if any is missing or not finite
+    (a NaN drawn as a pale cell would read as "no attention")."""
+    weights = np.asarray(record["weights"][head], dtype=float)                  # (T, S)
+    if not np.isfinite(weights).all():
+        raise ValueError(f"attention {record['name']!r}, head {head}: weights must be finite "
+                         f"numbers, got NaN, ±inf or null (NaN in the model?)")
+    return weights
+
+
 def head_figure(document: Mapping, name: str, head: int = 0):
     """A figure of one head's weights, query tokens down the side, key tokens along the bottom.
 
@@ -84,9 +96,11 @@ def head_figure(document: Mapping, name: str, head: int = 0):
 
     document = check_document(document)
     record = find_attention(document, name)
+    if isinstance(head, bool) or not isinstance(head, numbers.Integral):
+        raise TypeError(f"head must be an int, got {type(head).__name__} {head!r}")
     if not 0 <= head < record["num_heads"]:
         raise ValueError(f"head must be in [0, {record['num_heads']}) for {name!r}, got {head}")
-    weights = np.asarray(record["weights"][head], dtype=float)                  # (T, S)
+    weights = _weights(record, head)                                            # (T, S)
     query_tokens, key_tokens = tokens_of(document, record)
     T, S = weights.shape
     size = min(12.0, 2.0 + 0.3 * max(T, S))
@@ -129,7 +143,7 @@ def grid_figure(document: Mapping, kind: str | None = None):
                 if head >= record["num_heads"]:
                     ax.axis("off")
                     continue
-                weights = np.asarray(record["weights"][head], dtype=float)      # (T, S)
+                weights = _weights(record, head)                                # (T, S)
                 _draw(ax, weights, queries, keys, labels=labels, fontsize=6)
                 if labels and row < rows - 1:
                     ax.set_xticks([])
@@ -171,6 +185,12 @@ def save_heatmap(
         >>> save_heatmap(tiny_document(), folder / "grid.svg").read_text()[:5]
         '<?xml'
     """
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a str or a Path, got {type(path).__name__}")
+    if isinstance(dpi, bool) or not isinstance(dpi, numbers.Real):
+        raise TypeError(f"dpi must be a number, got {type(dpi).__name__} {dpi!r}")
+    if not dpi > 0:
+        raise ValueError(f"dpi must be > 0, got {dpi!r}")
     path = Path(path)
     suffix = path.suffix.lower().lstrip(".")
     if suffix not in FORMATS:

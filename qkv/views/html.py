@@ -46,7 +46,11 @@ def script_json(data: object) -> str:
         >>> script_json(["</script>", "a & b"])
         '["\\\\u003c/script\\\\u003e", "a \\\\u0026 b"]'
     """
-    text = json.dumps(data, ensure_ascii=False, allow_nan=False)
+    try:
+        text = json.dumps(data, ensure_ascii=False, allow_nan=False)
+    except ValueError as error:                 # NaN or ±inf: JSON cannot carry them
+        raise ValueError(f"the data holds NaN or ±inf, which JSON cannot carry (NaN in the "
+                         f"model's attention?): {error}") from None
     for char, escape in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"),
                          ("\u2028", "\\u2028"), ("\u2029", "\\u2029")):
         text = text.replace(char, escape)

@@ -80,6 +80,8 @@ def wait_for(condition, process, timeout=120.0):
 def check_every_visible_checkpoint(run):
     """Every ``step-*`` folder verifies against its manifest and loads; ``latest`` resumes.
     Returns the hidden names (staging folders and such), which loading ignores."""
+    if not run.exists():                       # killed before it made its folder (a slow start)
+        return []
     visible = sorted(p for p in run.iterdir() if p.name.startswith("step-"))
     for folder in visible:
         verify_files(folder)                                   # every file the manifest lists
