@@ -9,9 +9,10 @@ step and gives the same tokens.
 
 Every strategy also takes the controls of Hugging Face ``transformers``' ``generate``, with its
 semantics: ``no_repeat_ngram_size``, ``repetition_penalty`` and ``min_length`` (counted in new
-tokens, as ``min_new_tokens``). One step, :func:`process_scores`, applies them to the ``(N, V)``
-scores of the next token before the search chooses from them (:mod:`qkv.decoding.controls`): raw logits for greedy search and
-sampling, log-probabilities for beam search (as ``transformers`` does). The tokens they look at are
+tokens, as ``min_new_tokens``). One step, :func:`~qkv.decoding.controls.process_scores`, applies
+them to the ``(N, V)`` scores of the next token before the search chooses from them: raw logits
+for greedy search and sampling, log-probabilities for beam search (as ``transformers`` does).
+Logits holding NaN are an error, not tokens. The tokens the controls look at are
 the row's whole prefix: a language model's prompt and what it generated (its left padding not
 counted), a translation's ``<bos>`` and what it generated. ``num_return`` (beam search, sampling)
 returns K hypotheses per input.
@@ -22,6 +23,7 @@ Shapes: ``B`` sentences, ``K`` beams, ``N = B·K`` rows, ``V`` vocabulary, ``t``
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
@@ -29,7 +31,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from qkv._checks import check_positive_int
+from qkv._checks import check_int, check_positive_int
 from qkv.attention.masks import padding_mask
 from qkv.decoding.controls import Controls, process_scores
 from qkv.models.cache import KVCache
@@ -187,6 +189,15 @@ def translate(model: Transformer, source: Tensor, strategy: Strategy = Greedy(),
     """
     if not isinstance(model, Transformer):
         raise TypeError(f"translate needs a qkv.Transformer, got {type(model).__name__}")
+    if not isinstance(source, Tensor):
+        raise TypeError(f"source must be a torch.Tensor of token ids, got {type(source).__name__}")
+    if source.dim() != 2:
+        raise ValueError(f"source must have shape (B, S), got {tuple(source.shape)}")
+    vocab = model.config.target_vocab_size
+    _check_token_id("bos_id", bos_id, vocab, optional=False)
+    _check_token_id("eos_id", eos_id, vocab)
+    if source.shape[0] == 0:
+        return []
     limit = model.config.max_len - 1
     if max_len is None:                          # per sentence: 2 · its own length + 10
         pad = model.config.pad_id if model.config.pad_id is not None else source_pad_id
@@ -242,6 +253,8 @@ def generate(model: LanguageModel, prompts: Sequence[Sequence[int]], strategy: S
     """
     if not isinstance(model, LanguageModel):
         raise TypeError(f"generate needs a qkv.LanguageModel, got {type(model).__name__}")
+    _check_prompts(prompts)
+    _check_token_id("eos_id", eos_id, model.config.vocab_size)
     if not prompts or any(len(p) == 0 for p in prompts):
         raise ValueError("every prompt needs at least one token (e.g. <bos>)")
     pad_id = model.config.pad_id
@@ -264,6 +277,43 @@ def generate(model: LanguageModel, prompts: Sequence[Sequence[int]], strategy: S
     steps = _LanguageModelSteps(model, use_cache)
     return _search(steps, prefix, strategy, bos_id=None, eos_id=eos_id, pad_id=pad_id,
                    limits=limits, start=start)
+
+
+# -- checks -----------------------------------------------------------------------------------------
+
+def _check_token_id(name: str, value: object, vocab_size: int, *, optional: bool = True) -> None:
+    """A special token id: an int in ``[0, vocab_size)`` (or ``None`` where ``optional``); an
+    ``eos_id`` the model can never produce would decode every row to its length limit."""
+    if value is None and optional:
+        return
+    check_int(name, value, minimum=0)
+    if value >= vocab_size:
+        raise ValueError(f"{name} must be a token id below the vocabulary size {vocab_size}, "
+                         f"got {value}")
+
+
+def _check_prompts(prompts: object) -> None:
+    """``prompts``: a list of token-id lists (ints, not floats or bools), not a tensor or a str."""
+    if isinstance(prompts, (str, bytes, Tensor)) or not isinstance(prompts, Sequence):
+        raise TypeError(f"prompts must be a list of token-id lists, got {type(prompts).__name__}")
+    for row, prompt in enumerate(prompts):
+        if isinstance(prompt, (str, bytes)) or not isinstance(prompt, Sequence):
+            raise TypeError(f"prompts[{row}] must be a list of token ids, got "
+                            f"{type(prompt).__name__} {prompt!r:.40}")
+        for token in prompt:
+            if isinstance(token, bool) or not isinstance(token, numbers.Integral):
+                raise TypeError(f"prompts[{row}] must hold int token ids, got "
+                                f"{type(token).__name__} {token!r}")
+
+
+def _finite(logits: Tensor, step: int) -> Tensor:
+    """The step's next-token logits in float32; NaN is an error (argmax and sampling would turn it
+    into tokens, and beam search into an empty output)."""
+    logits = logits.float()
+    if torch.isnan(logits).any():
+        raise ValueError(f"the model's next-token logits hold NaN at decoding step {step}; "
+                         f"check its weights and inputs")
+    return logits
 
 
 # -- the search ------------------------------------------------------------------------------------
@@ -306,8 +356,9 @@ def _greedy_or_sample(steps, prefix: Tensor, start: Tensor, strategy: Greedy | S
     limit = torch.tensor(limits, device=prefix.device)                  # (N,)
     lengths = limit.clone()                                             # (N,) new tokens kept
     for step in range(max(limits)):
-        scores = process_scores(steps.logits(tokens).float(), tokens, strategy, new_tokens=step,
-                                eos_id=eos_id, banned=banned, start=start)  # (N, V)
+        logits = _finite(steps.logits(tokens), step)                    # (N, V)
+        scores = process_scores(logits, tokens, strategy, new_tokens=step, eos_id=eos_id,
+                                banned=banned, start=start)             # (N, V)
         stuck = (scores == -math.inf).all(dim=-1)                       # (N,) nothing allowed
         scores = scores.masked_fill((finished | stuck)[:, None], 0.0)  # such rows take filler
         if isinstance(strategy, Sampling):
@@ -351,7 +402,7 @@ def _beam_search(steps, prefix: Tensor, start: Tensor, strategy: BeamSearch, ban
         return score / ((5.0 + length) / 6.0) ** strategy.length_penalty
 
     for step in range(max(limits)):
-        log_probs = torch.log_softmax(steps.logits(tokens).float(), dim=-1)   # (N, V)
+        log_probs = torch.log_softmax(_finite(steps.logits(tokens), step), dim=-1)  # (N, V)
         log_probs = process_scores(log_probs, tokens, strategy, new_tokens=step, eos_id=eos_id,
                                    banned=banned, start=start)
         V = log_probs.shape[-1]

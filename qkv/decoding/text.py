@@ -30,6 +30,7 @@ def translate_texts(model: nn.Module, source_tokenizer: Tokenizer, target_tokeni
     sampling seeds each batch with ``seed + its first row``. With ``strategy.num_return`` K > 1,
     a list of K translations per text."""
     check_positive_int("batch_size", batch_size)
+    _check_texts("texts", texts)
     source_tokenizer.require("eos")
     target_tokenizer.require("bos", "eos")
     encoded = [source_tokenizer.encode(text) + [source_tokenizer.eos_id] for text in texts]
@@ -58,6 +59,7 @@ def generate_texts(model: nn.Module, tokenizer: Tokenizer, prompts: Sequence[str
     a list of K continuations per prompt). ``<bos>`` goes first when the tokenizer has one and its
     models read prompts so (``tokenizer.prompt_bos``), and always before an empty prompt."""
     check_positive_int("batch_size", batch_size)
+    _check_texts("prompts", prompts)
     encoded = [tokenizer.prompt_ids(p) for p in prompts]
     if any(not ids for ids in encoded):
         raise ValueError("an empty prompt needs a tokenizer with a <bos> token")
@@ -77,6 +79,14 @@ def _each(decode, hypotheses: list, strategy: Strategy) -> str | list[str]:
     if getattr(strategy, "num_return", 1) > 1:
         return [decode(ids) for ids in hypotheses]
     return decode(hypotheses)
+
+
+def _check_texts(name: str, texts: object) -> None:
+    """A sequence of str (a str itself would be read character by character)."""
+    if isinstance(texts, str) or not isinstance(texts, Sequence) or not all(
+            isinstance(text, str) for text in texts):
+        raise TypeError(f"{name} must be a sequence of str (a list of texts), got "
+                        f"{type(texts).__name__} {texts!r:.60}")
 
 
 def _continuation(tokenizer: Tokenizer, prompt: list[int], new: list[int]) -> str:
