@@ -217,9 +217,9 @@ def model_inputs(
     encode = source_tokenizer.encode
     if task == "language_model":
         return {"text": _check_length("the text", source_tokenizer.prompt_ids(text), limit)}
-    if task == "classification":
-        max_length = getattr(source_tokenizer, "max_length", None)
-        limit = limit if max_length is None else min(limit, int(max_length))
+    if task == "classification":                 # what classify_texts reads, never more
+        from qkv.decoding.classify import input_limit
+        limit = min(limit, input_limit(model.config, source_tokenizer))
     if task in ("encoder", "classification"):
         bos = [] if source_tokenizer.bos_id is None else [source_tokenizer.bos_id]
         eos = [] if source_tokenizer.eos_id is None else [source_tokenizer.eos_id]
