@@ -329,7 +329,7 @@ def _resolve(model, sides: dict[str, Tensor], target: Target, tokenizers):
 def _special(tokenizer, ids: Tensor) -> Tensor:
     if tokenizer is None:
         return torch.zeros(ids.shape[0], dtype=torch.bool)
-    specials = tokenizer.special_ids() - {tokenizer.unk_id}
+    specials = tokenizer.special_ids - {tokenizer.unk_id}
     return torch.tensor([i in specials for i in ids.tolist()], dtype=torch.bool)
 
 
