@@ -7,12 +7,18 @@ run trains exactly the model it stopped with. A classifier may start from a pret
 Validation measures the loss on every validation example and, beyond it, greedy BLEU and chrF
 (translation) or accuracy (classification) on the first ``--eval-subset`` of them: a fixed
 subset, the same at every validation, so that the curves compare.
+
+Under torchrun every process prepares the same run (the check: a digest of the tokenizers, the
+model config and the example counts, compared across processes), and validation is shared out
+over them.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +38,7 @@ from qkv.models import (
 )
 from qkv.tokenizers import Tokenizer, train_tokenizer
 from qkv.training.checkpoint import load_checkpoint
+from qkv.training.distributed import SINGLE, World
 from qkv.training.tasks import ClassificationTask, LanguageModelTask, TranslationTask
 from qkv.training.trainer import TrainConfig, evaluate_accuracy
 
@@ -126,7 +133,8 @@ def _train_config(args: argparse.Namespace) -> TrainConfig:
         clip_norm=args.clip_norm if args.clip_norm and args.clip_norm > 0 else None,
         eval_every=args.eval_every, save_every=args.save_every, seed=args.seed,
         max_time=parse_duration(getattr(args, "max_time", None)),
-        eval_subset=DEFAULT_EVAL_SUBSET if eval_subset is None else eval_subset)
+        eval_subset=DEFAULT_EVAL_SUBSET if eval_subset is None else eval_subset,
+        accumulate=getattr(args, "accumulate", None) or 1)
 
 
 def validation_subset(examples: list, count: int) -> list:
@@ -140,17 +148,19 @@ def validation_subset(examples: list, count: int) -> list:
     return list(examples[:count]) if count else list(examples)
 
 
-def _translation_validation(task: TranslationTask, pairs: list[tuple[str, str]]
-                            ) -> Callable[[nn.Module], dict[str, float]]:
+def _translation_validation(task: TranslationTask, pairs: list[tuple[str, str]],
+                            world: World = SINGLE) -> Callable[[nn.Module], dict[str, float]]:
     """Greedy BLEU and chrF (sacrebleu) of the model's translations of ``pairs``' sources
-    against their targets."""
-    from qkv.decoding.text import translate_texts
+    against their targets (translated by all the processes of ``world``, scored on each)."""
+    from qkv.cli._distributed import translate_shared
+    from qkv.decoding import Greedy
     from qkv.evaluation import bleu, chrf
 
     sources, references = [s for s, _ in pairs], [t for _, t in pairs]
 
     def extra_validation(model: nn.Module) -> dict[str, float]:
-        hypotheses = translate_texts(model, task.source_tokenizer, task.target_tokenizer, sources)
+        hypotheses = translate_shared(world, model, task.source_tokenizer,
+                                      task.target_tokenizer, sources, Greedy(), everywhere=True)
         return {"bleu": bleu(hypotheses, references), "chrf": chrf(hypotheses, references)}
     return extra_validation
 
@@ -166,10 +176,11 @@ def _resumed_corpus(args: argparse.Namespace, saved: dict) -> Corpus:
     return corpus_from_description(saved)
 
 
-def prepare_run(args: argparse.Namespace) -> Run:
+def prepare_run(args: argparse.Namespace, world: World = SINGLE) -> Run:
     """Everything ``qkv train`` needs, from its parsed options. ``--resume`` takes the data, the
-    model and the training settings from the run's checkpoint (only ``--steps`` may grow, and
-    ``--max-time`` gives this call its own budget)."""
+    model and the training settings from the run's checkpoint (only ``--steps`` may grow,
+    ``--max-time`` gives this call its own budget and ``--accumulate`` its own batches a
+    step). ``world``: the processes that train together (each prepares the same run)."""
     from qkv.cli.train import TASKS, parse_duration
     saved = None
     class_weights = None
@@ -185,6 +196,8 @@ def prepare_run(args: argparse.Namespace) -> Run:
         config = TrainConfig(**{**saved.metadata["training"], "steps": args.steps})
         if getattr(args, "max_time", None) is not None:    # a budget for this call, not the run's
             config = dataclasses.replace(config, max_time=parse_duration(args.max_time))
+        if getattr(args, "accumulate", None) is not None:
+            config = dataclasses.replace(config, accumulate=args.accumulate)
         model = None
     else:
         corpus = load_corpus(args.data, target=args.target, valid=args.valid, test=args.test,
@@ -220,7 +233,7 @@ def prepare_run(args: argparse.Namespace) -> Run:
         max_tokens, subset = config.max_tokens, validation_subset(valid, config.eval_subset)
 
         def extra_validation(model: nn.Module) -> dict[str, float]:
-            return evaluate_accuracy(model, task, subset, max_tokens=max_tokens)
+            return evaluate_accuracy(model, task, subset, max_tokens=max_tokens, world=world)
         measured = f" (accuracy on the first {len(subset)})"
     else:
         task = TranslationTask(source, target)
@@ -237,7 +250,7 @@ def prepare_run(args: argparse.Namespace) -> Run:
                 print(f"skipped {len(given) - len(kept)} {name} pairs longer than --max-len "
                       f"{limit} tokens")
         pairs = validation_subset([pair for pair, _ in fitting], config.eval_subset)
-        extra_validation = _translation_validation(task, pairs)
+        extra_validation = _translation_validation(task, pairs, world)
         measured = f" (BLEU and chrF on the first {len(pairs)})"
     if not valid:
         raise SystemExit("no validation examples (each must fit --max-len): pass a --valid file "
@@ -253,10 +266,25 @@ def prepare_run(args: argparse.Namespace) -> Run:
                f"{model_config.d_model}, "
                f"{model_config.num_heads} heads, {model_config.num_layers} layers, "
                f"{parameters:,} parameters")
+    if world.size > 1:
+        world.check_same(_digest(source, target, model_config, len(train), len(valid)),
+                         "the tokenizers, the model config or the examples")
+    if world.distributed or config.accumulate > 1:
+        group = world.size * config.accumulate
+        summary += (f"\n{world.describe()}: a step takes {world.size} × {config.accumulate} "
+                    f"batch(es) of up to {config.max_tokens} padded tokens, an effective batch "
+                    f"of {group} batches, up to {group * config.max_tokens} padded tokens")
     metadata = {"data": corpus.description}
     if class_weights is not None:
         metadata["class_weights"] = class_weights
     return Run(corpus, task, model, train, valid, config, metadata, summary, extra_validation)
+
+
+def _digest(source: Tokenizer, target: Tokenizer, model_config, *counts: int) -> str:
+    """A fingerprint of what every process of a run must build alike."""
+    text = json.dumps([source.to_dict(), target.to_dict(), model_config.to_dict(), counts],
+                      sort_keys=True, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def _check_task_options(args: argparse.Namespace, corpus: Corpus) -> None:

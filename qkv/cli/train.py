@@ -7,6 +7,7 @@ import argparse
 import math
 import re
 
+from qkv.cli._distributed import add_distributed_options
 from qkv.cli._help import DefaultsFormatter
 from qkv.data.sources import BUILTIN_CORPORA
 
@@ -123,6 +124,18 @@ def add_parser(commands) -> None:
                                "--resume gets the run's budget afresh, or this one; default: "
                                "none")
     training.add_argument("--seed", type=int, default=0)
+    training.add_argument("--accumulate", type=int, metavar="N",
+                          help="batches per step on each process (gradient accumulation): a "
+                               "step takes processes × N batches of --max-tokens (default 1; a "
+                               "resumed run keeps its own)")
+    several = parser.add_argument_group(
+        "several processes (torchrun --nproc-per-node N -m qkv train …, or --nproc N)")
+    several.add_argument("--nproc", type=int, metavar="N",
+                         help="train in N processes on this machine: runs this command under "
+                              "torchrun (python -m torch.distributed.run --standalone "
+                              "--nproc-per-node N -m qkv train …); gloo on CPUs, nccl on GPUs, "
+                              "each process a share of every step's batches")
+    add_distributed_options(several)
     parser.add_argument("--out", default="runs/latest",
                         help="run folder for checkpoints, metrics.jsonl, TensorBoard event files "
                              "(tensorboard/) and curves.png")
@@ -133,15 +146,24 @@ def add_parser(commands) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from qkv.cli._distributed import command_world
     from qkv.cli._training import prepare_run
     from qkv.training.trainer import train
 
     parse_duration(args.max_time)                  # a bad value is an error before any work
-    run_ = prepare_run(args)
-    print(run_.summary)
-    result = train(run_.model, run_.task, run_.train, run_.valid, run_.config, output=args.out,
-                   metadata=run_.metadata, resume=args.resume, progress=not args.no_progress,
-                   extra_validation=run_.extra_validation)
+    if args.accumulate is not None and args.accumulate < 1:
+        raise ValueError(f"--accumulate must be a number of batches >= 1, got {args.accumulate}")
+    if getattr(args, "nproc", None) is not None:
+        return launch(args)
+    with command_world("qkv train", args.dist_timeout) as world:
+        run_ = prepare_run(args, world)
+        print(run_.summary)
+        result = train(run_.model, run_.task, run_.train, run_.valid, run_.config,
+                       output=args.out, metadata=run_.metadata, resume=args.resume,
+                       progress=not args.no_progress, extra_validation=run_.extra_validation,
+                       world=world)
+    if not world.is_main:
+        return 0
     if result.metrics:                           # none after an interrupted run (no validation)
         print(f"step {result.step}: " + ", ".join(f"{k} {v:.4g}"
                                                   for k, v in result.metrics.items()))
@@ -149,6 +171,71 @@ def run(args: argparse.Namespace) -> int:
     print(f"curves: {args.out}/curves.png (redraw: qkv plot {args.out}; live: tensorboard "
           f"--logdir {args.out})")
     return 0
+
+
+def launch(args: argparse.Namespace) -> int:
+    """``--nproc N``: this same command, less ``--nproc``, in N processes under torchrun; its exit
+    status. SIGINT and SIGTERM are passed on to torchrun (started in a session of its own, so
+    that Ctrl-C reaches the processes once), which passes them on to the processes."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from qkv.training.distributed import torchrun_command, under_torchrun
+
+    if under_torchrun():
+        raise ValueError("--nproc starts torchrun, and this command runs under torchrun already: "
+                         "drop --nproc (torchrun's --nproc-per-node sets the processes)")
+    if getattr(args, "argv", None) is None:
+        raise ValueError("--nproc needs the command line to pass on (qkv.cli.main.main sets it)")
+    command = torchrun_command(args.nproc, without_option(args.argv, "--nproc"))
+    print(f"qkv train: {args.nproc} processes: {' '.join(command[1:])}", file=sys.stderr,
+          flush=True)
+    env = {**os.environ}
+    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // args.nproc)))
+    process = subprocess.Popen(command, env=env, start_new_session=True)
+    forward = {name: signal.getsignal(getattr(signal, name)) for name in ("SIGINT", "SIGTERM")}
+    passed: list[str] = []
+
+    def pass_on(number: int, frame) -> None:
+        passed.append(signal.Signals(number).name)
+        process.send_signal(number)
+    try:
+        for name in forward:
+            signal.signal(getattr(signal, name), pass_on)
+        status = process.wait()
+    finally:
+        for name, previous in forward.items():
+            signal.signal(getattr(signal, name), previous)
+    if passed and status != 0:
+        print(f"qkv train: {passed[0]} passed on to torchrun, which exits with status {status} "
+              f"when signalled; the processes stop after the step under way with a checkpoint "
+              f"(see above)", file=sys.stderr)
+    return status
+
+
+def without_option(argv: list[str], option: str) -> list[str]:
+    """``argv`` less ``option`` and its value (``--nproc 2``, ``--nproc=2``, or an abbreviation
+    argparse accepts, like ``--npr 2``).
+
+    Example:
+        >>> without_option(["train", "copy", "--nproc", "2", "--steps", "9"], "--nproc")
+        ['train', 'copy', '--steps', '9']
+        >>> without_option(["train", "--npr=2", "copy"], "--nproc")
+        ['train', 'copy']
+    """
+    kept, skip = [], False
+    for token in argv:
+        if skip:
+            skip = False
+            continue
+        name = token.split("=", 1)[0]
+        if len(name) > 3 and option.startswith(name) and token.startswith("--"):
+            skip = "=" not in token
+            continue
+        kept.append(token)
+    return kept
 
 
 def namespace_with(**overrides) -> argparse.Namespace:
@@ -163,5 +250,5 @@ def namespace_with(**overrides) -> argparse.Namespace:
     return args
 
 
-__all__ = ["add_parser", "run", "namespace_with", "parse_duration", "SIZES", "DEFAULT_TOKENIZERS",
+__all__ = ["add_parser", "run", "launch", "without_option", "namespace_with", "parse_duration", "SIZES", "DEFAULT_TOKENIZERS",
            "TASKS", "FINE_TUNING", "DEFAULT_EVAL_SUBSET"]

@@ -6,7 +6,8 @@ One checkpoint is one folder::
     step-00001200/
         checkpoint.json         model class + config, task, tokenizers, step, training state
         model.safetensors       the weights (a tied output layer is stored once)
-        training.safetensors    optimizer moments and the torch RNG state (for --resume)
+        training.safetensors    optimizer moments and the torch RNG state (for --resume);
+                                a run of several processes adds each one's (rng.torch.rankN)
         manifest.json           the size and sha256 of each file above, written last
 
 A training run keeps its checkpoints in an output folder with a ``latest`` file naming the newest
@@ -40,7 +41,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -114,6 +115,7 @@ def save_checkpoint(
     optimizer: torch.optim.Optimizer | None = None,
     metadata: dict[str, Any] | None = None,
     keep: int | None = None,
+    rank_rng_states: Sequence[torch.Tensor] = (),
 ) -> Path:
     """Write ``directory/step-NNNNNNNN`` atomically and point ``directory/latest`` at it.
 
@@ -123,6 +125,9 @@ def save_checkpoint(
         optimizer: saved with the RNG states so that training can resume bit for bit.
         metadata: JSON-able extras (training settings, data, progress, metrics).
         keep: delete all but the ``keep`` newest checkpoints of the folder.
+        rank_rng_states: with ``optimizer``, the torch RNG states of processes 1, 2… of a run
+            of several (this process, 0, saves its own as always), so that each resumes its
+            own dropout stream.
 
     Returns:
         The checkpoint folder.
@@ -156,6 +161,8 @@ def save_checkpoint(
         if optimizer is not None:
             tensors, info["optimizer"] = _optimizer_to_flat(optimizer)
             tensors["rng.torch"] = torch.get_rng_state()
+            for rank, state in enumerate(rank_rng_states, start=1):
+                tensors[f"rng.torch.rank{rank}"] = state
             info["rng"] = {"python": _python_rng_to_json(random.getstate())}
             save_file(tensors, str(staging / "training.safetensors"))
             pause("training.safetensors")
@@ -269,9 +276,14 @@ def load_weights(path: str | Path, model: nn.Module, *, info: dict[str, Any] | N
                          f"missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}")
 
 
-def load_training_state(path: str | Path, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+def load_training_state(path: str | Path, optimizer: torch.optim.Optimizer, *,
+                        rank: int = 0) -> dict[str, Any]:
     """Restore ``optimizer`` and the torch/Python RNG states saved with a checkpoint; return its
-    metadata (training progress), for ``--resume``."""
+    metadata (training progress), for ``--resume``.
+
+    ``rank``: which process of a run of several this is; it gets its own torch RNG state back
+    (``rank_rng_states`` of :func:`save_checkpoint`), or, where the checkpoint holds none (it
+    was saved by fewer processes), a seed made of the run's seed, the rank and the step."""
     folder = resolve_checkpoint(path)
     info = _read_info(folder)
     state_file = folder / "training.safetensors"
@@ -285,7 +297,12 @@ def load_training_state(path: str | Path, optimizer: torch.optim.Optimizer) -> d
     info_file = folder / "checkpoint.json"
     _readable(info_file, lambda: optimizer.load_state_dict(
         _optimizer_from_flat(tensors, info["optimizer"])))
-    _readable(state_file, lambda: torch.set_rng_state(tensors["rng.torch"]))
+    own = "rng.torch" if rank == 0 else f"rng.torch.rank{rank}"
+    if rank == 0 or own in tensors:
+        _readable(state_file, lambda: torch.set_rng_state(tensors[own]))
+    else:
+        seed = info.get("metadata", {}).get("training", {}).get("seed", 0)
+        torch.manual_seed(random.Random(f"{seed}:{rank}:{info['step']}").getrandbits(63))
     _readable(info_file, lambda: random.setstate(_python_rng_from_json(info["rng"]["python"])))
     return info.get("metadata", {})
 

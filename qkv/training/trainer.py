@@ -14,6 +14,17 @@ Everything that decides what happens next is saved with each checkpoint — the 
 moments, the step, the position in the epoch's batch order (a pure function of the seed and the
 epoch) and the torch and Python RNG states — so ``resume`` continues bit for bit as if training
 had never stopped (on the same machine and PyTorch build).
+
+Several processes (``world``, :mod:`qkv.training.distributed`; ``torchrun -m qkv train``): every
+process computes the same epoch order of batches, and a step takes the next ``size ×
+accumulate`` of them, process ``r`` the ``r``-th, ``r + size``-th… of those; the gradients are
+summed over all of them (``DistributedDataParallel``) and divided by their target tokens all
+together, so a step is the step one process would take on all those batches at once
+(``accumulate = size``). An epoch's last batches too few for a whole step are skipped (none for
+one process without accumulation). The checkpoint records the position as global batches of
+the epoch, so a run resumes on any number of processes. Process 0 alone writes checkpoints,
+metrics, TensorBoard and the progress bar; validation is shared out over the processes and its
+sums gathered, giving the numbers one process would.
 """
 
 from __future__ import annotations
@@ -27,6 +38,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,6 +54,7 @@ from qkv.training.checkpoint import (
     save_checkpoint,
     sweep_leftovers,
 )
+from qkv.training.distributed import SINGLE, World, is_communication_error
 from qkv.training.schedule import Schedule
 
 __all__ = ["TrainConfig", "TrainResult", "train", "evaluate_loss", "evaluate_accuracy"]
@@ -72,6 +85,9 @@ class TrainConfig:
         eval_subset: how many validation examples, the first ones, the validation metrics
             beyond the loss (BLEU, accuracy: ``extra_validation``) are computed on (0: all);
             the loss always uses all of them.
+        accumulate: batches per step on each process (gradient accumulation): a step takes
+            ``processes × accumulate`` batches of ``max_tokens``, its gradient the mean over
+            all their target tokens.
     """
 
     steps: int = 1000
@@ -90,9 +106,10 @@ class TrainConfig:
     seed: int = 0
     max_time: float | None = None
     eval_subset: int = 200
+    accumulate: int = 1
 
     def __post_init__(self) -> None:
-        for name in ("steps", "max_tokens", "warmup_steps", "keep"):
+        for name in ("steps", "max_tokens", "warmup_steps", "keep", "accumulate"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive int, got {getattr(self, name)!r}")
         if self.max_time is not None and (isinstance(self.max_time, bool) or not (
@@ -124,34 +141,47 @@ class TrainResult:
     message: str = ""
 
 
-def evaluate_loss(model: nn.Module, task, examples: Sequence, *, max_tokens: int) -> dict[str, float]:
-    """Mean NLL per target token and perplexity over ``examples`` (no smoothing, eval mode)."""
+def evaluate_loss(model: nn.Module, task, examples: Sequence, *, max_tokens: int,
+                  world: World = SINGLE) -> dict[str, float]:
+    """Mean NLL per target token and perplexity over ``examples`` (no smoothing, eval mode).
+
+    ``world``: several processes share the batches out (each calls this with the same
+    examples) and sum what all of them measured, batch by batch in the one-process order: the
+    same numbers as one process, on every process."""
     was_training = model.training
     model.eval()
     nll, tokens = 0.0, 0
     with torch.no_grad():
-        for batch in token_batches(task.lengths(examples), max_tokens, seed=None):
+        batches = token_batches(task.lengths(examples), max_tokens, seed=None)
+        sums = []
+        for batch in world.shard(batches):
             result = task.loss(model, task.collate([examples[i] for i in batch]), 0.0)
-            nll += result.nll.item()
-            tokens += result.tokens.item()
+            sums.append((result.nll.item(), result.tokens.item()))
+        for batch_nll, batch_tokens in world.all_gather(sums):
+            nll += batch_nll
+            tokens += batch_tokens
     model.train(was_training)
     loss = nll / max(tokens, 1)
     return {"loss": loss, "ppl": math.exp(min(loss, 50.0))}
 
 
-def evaluate_accuracy(model: nn.Module, task, examples: Sequence, *,
-                      max_tokens: int) -> dict[str, float]:
+def evaluate_accuracy(model: nn.Module, task, examples: Sequence, *, max_tokens: int,
+                      world: World = SINGLE) -> dict[str, float]:
     """A classifier's accuracy (%) on ``examples`` (``task.encode`` outputs: ids and label
-    index), batched as in training, in eval mode."""
+    index), batched as in training, in eval mode; ``world``: shared out as
+    :func:`evaluate_loss` does."""
     was_training = model.training
     model.eval()
     right = 0
     device = next(model.parameters()).device
     with torch.no_grad():
-        for batch in token_batches(task.lengths(examples), max_tokens, seed=None):
+        batches = token_batches(task.lengths(examples), max_tokens, seed=None)
+        counts = []
+        for batch in world.shard(batches):
             inputs = task.collate([examples[i] for i in batch])
             predicted = model(inputs.inputs.to(device)).argmax(dim=-1)              # (B,)
-            right += (predicted.cpu() == inputs.targets).sum().item()
+            counts.append((predicted.cpu() == inputs.targets).sum().item())
+        right = sum(world.all_gather(counts))
     model.train(was_training)
     return {"accuracy": 100.0 * right / max(len(examples), 1)}
 
@@ -169,6 +199,7 @@ def train(
     extra_validation: Callable[[nn.Module], dict[str, float]] | None = None,
     progress: bool = True,
     clock: Callable[[], float] = time.monotonic,
+    world: World = SINGLE,
 ) -> TrainResult:
     """Train ``model`` on ``task`` (:mod:`qkv.training.tasks`) and checkpoint it in ``output``.
 
@@ -183,62 +214,91 @@ def train(
             ``metrics.jsonl`` and hidden in TensorBoard, so that no step is logged twice.
         extra_validation: more validation metrics, e.g. BLEU, computed after the loss, with the
             model in eval mode (on ``config.eval_subset`` examples: the caller picks them).
+            With several processes it is called on each, with the same examples.
         progress: show a progress bar with loss, perplexity, learning rate, tokens/s and the
             last validation metrics.
         clock: seconds, for ``config.max_time`` (read once before the first step and once after
             each step).
+        world: the processes training together (:func:`~qkv.training.distributed.join_world`;
+            each calls ``train`` with the same arguments); one process by default.
 
     SIGTERM or SIGINT (Ctrl-C; in the main thread, unless the signal is ignored) ends training
     after the step under way, without validation, with a checkpoint at that step; a second one
-    raises ``KeyboardInterrupt`` at once. The previous handlers are restored on return.
+    raises ``KeyboardInterrupt`` at once. The previous handlers are restored on return. With
+    several processes, a signal or the time budget on any one stops them all after the same step.
 
     Returns:
         a :class:`TrainResult`; its ``stopped`` says whether the steps or the time ran out, or
-        a signal came.
+        a signal came. Processes other than 0 get no checkpoint path.
+
+    Raises:
+        DistributedError: another process died or stopped answering
+            (:class:`~qkv.training.distributed.DistributedError`).
     """
     output = Path(output)
     if not train_examples:
         raise ValueError("no training examples")
+    main = world.is_main
+    group = world.size * config.accumulate           # batches a step takes, over all processes
     schedule = Schedule(config.schedule, warmup_steps=config.warmup_steps,
                         d_model=model.config.d_model, scale=config.lr, total_steps=config.steps)
+    if world.distributed:
+        model.to(world.device)
     optimizer = torch.optim.Adam(model.parameters(), lr=schedule(1), betas=config.betas,
                                  eps=config.eps)
     step, epoch, position = 0, 0, 0
-    sweep_leftovers(output)                      # what a run killed while saving left behind,
-    (output / _METRICS_STAGING).unlink(missing_ok=True)       # or while rewriting the metrics
+    if main:
+        sweep_leftovers(output)                  # what a run killed while saving left behind,
+        (output / _METRICS_STAGING).unlink(missing_ok=True)   # or while rewriting the metrics
+    world.barrier()                              # no process reads the folder while it is swept
     if resume:
         checkpoint = resolve_checkpoint(output)
         load_weights(checkpoint, model)
-        saved = load_training_state(checkpoint, optimizer)
+        saved = load_training_state(checkpoint, optimizer, rank=world.rank)
         step, epoch, position = (saved["progress"][key] for key in ("step", "epoch", "batch"))
+        before = saved["progress"].get("batches_per_step", 1)
+        if before != group and main:
+            print(f"note: {checkpoint.name} was trained with {before} batch(es) a step, this run "
+                  f"takes {group} ({world.size} process(es) × accumulate {config.accumulate}): "
+                  f"the data goes on from the same batch, with a different batch a step",
+                  file=sys.stderr)
     else:
-        torch.manual_seed(config.seed)
+        torch.manual_seed(world.seed(config.seed))
         random.seed(config.seed)
-    output.mkdir(parents=True, exist_ok=True)
-    log = _MetricsLog(output, resumed_at=step if resume else None)
+    if main:
+        output.mkdir(parents=True, exist_ok=True)
+    log = _MetricsLog(output, resumed_at=step if resume else None) if main else _Silent()
+    trained = world.wrap(model)                  # DistributedDataParallel, or the model itself
     lengths = task.lengths(train_examples)
     metrics: dict[str, float] = {}
     last_checkpoint = None
     stopped = "steps"
-    bar = _progress_bar(config.steps, step, progress)
+    bar = _progress_bar(config.steps, step, progress) if main else _Silent()
     shown: dict[str, dict[str, str]] = {"train": {}, "valid": {}}     # the bar's last numbers
     # tokens/s: over the steps since the last log, training time only (validation and saving
     # are left out by moving ``tick`` on past them)
     tick, window_loss, window_nll, window_tokens = time.perf_counter(), 0.0, 0.0, 0
     started = clock()
+    signalled = None                             # the signal that stopped the run, by name
 
-    def save() -> Path:
+    def save() -> Path | None:
         nonlocal last_checkpoint
+        states = world.gather([torch.get_rng_state()])          # each process's dropout RNG
+        if not main:
+            return None
         last_checkpoint = save_checkpoint(
             output, model=model, task=task.name, source_tokenizer=task.source_tokenizer,
             target_tokenizer=task.target_tokenizer, step=step, optimizer=optimizer, keep=config.keep,
+            rank_rng_states=states[1:],
             metadata={**(metadata or {}), "training": config.to_dict(), "metrics": metrics,
-                      "progress": {"step": step, "epoch": epoch, "batch": position}})
+                      "progress": {"step": step, "epoch": epoch, "batch": position,
+                                   "batches_per_step": group, "processes": world.size}})
         return last_checkpoint
 
     def validate() -> None:
         nonlocal metrics
-        metrics = evaluate_loss(model, task, valid_examples, max_tokens=config.max_tokens)
+        metrics = evaluate_loss(model, task, valid_examples, max_tokens=config.max_tokens,
+                                world=world)
         if extra_validation is not None:
             model.eval()
             metrics.update(extra_validation(model))
@@ -253,27 +313,44 @@ def train(
         model.train()
         while step < config.steps and stopped == "steps":
             batches = token_batches(lengths, config.max_tokens, seed=config.seed, epoch=epoch)
-            while position < len(batches) and step < config.steps:
-                batch = task.collate([train_examples[i] for i in batches[position]])
-                position += 1
+            if len(batches) < group:
+                raise ValueError(f"the training data makes {len(batches)} batches of "
+                                 f"{config.max_tokens} tokens an epoch, fewer than the {group} a "
+                                 f"step takes ({world.size} process(es) × accumulate "
+                                 f"{config.accumulate}): lower max_tokens, the processes or "
+                                 f"accumulate")
+            while position + group <= len(batches) and step < config.steps:
+                step_batches = [[train_examples[i] for i in batch]
+                                for batch in batches[position:position + group]]
+                position += group
                 step += 1
                 lr = schedule(step)
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
-                result = task.loss(model, batch, config.label_smoothing)
-                (result.loss / result.tokens.clamp(min=1)).backward()
+                for param_group in optimizer.param_groups:
+                    param_group["lr"] = lr
+                if group == 1:                   # one process, one batch: the loop as it was
+                    result = task.loss(trained, task.collate(step_batches[0]),
+                                       config.label_smoothing)
+                    (result.loss / result.tokens.clamp(min=1)).backward()
+                    sums = (result.loss.item(), result.nll.item(), result.tokens.item())
+                else:
+                    sums = _accumulated_backward(trained, task, world.shard(step_batches),
+                                                 config.label_smoothing, world)
                 if config.clip_norm is not None:
                     nn.utils.clip_grad_norm_(model.parameters(), config.clip_norm)
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
 
-                window_loss += result.loss.item()
-                window_nll += result.nll.item()
-                window_tokens += result.tokens.item()
+                window_loss += sums[0]
+                window_nll += sums[1]
+                window_tokens += sums[2]
                 bar.update(1)
-                if config.max_time is not None and clock() - started >= config.max_time:
+                out_of_time = config.max_time is not None and clock() - started >= config.max_time
+                signalled = stop.signal
+                if world.size > 1:               # all stop after the same step, or none does
+                    out_of_time, signalled = _agree(world, out_of_time, signalled)
+                if out_of_time:
                     stopped = "max_time"
-                if stop.signal is not None and step < config.steps:
+                if signalled is not None and step < config.steps:
                     stopped = "interrupted"
                 last = step == config.steps or stopped != "steps"
                 if config.log_every and (step % config.log_every == 0 or last):
@@ -298,13 +375,13 @@ def train(
                 if config.save_every and step % config.save_every == 0:
                     save()
                 tick += time.perf_counter() - paused
-            if position >= len(batches):
+            if position + group > len(batches):
                 epoch, position = epoch + 1, 0
         if stopped == "interrupted":                 # no validation: stop soon, as asked
             save()
-            message = (f"stopped at step {step} of {config.steps}: interrupted by {stop.signal}; "
-                       f"checkpoint {last_checkpoint.name} saved, resume goes on from it "
-                       f"(qkv train --resume)")
+            name = last_checkpoint.name if main else "(by process 0)"
+            message = (f"stopped at step {step} of {config.steps}: interrupted by {signalled}; "
+                       f"checkpoint {name} saved, resume goes on from it (qkv train --resume)")
         else:
             validate()
             save()
@@ -312,13 +389,61 @@ def train(
                        f"{config.max_time:g} s ran out" if stopped == "max_time" else
                        f"stopped at step {step}: all {config.steps} steps done")
         bar.write(message)
+    except Exception as error:
+        if world.size > 1 and is_communication_error(error):
+            raise world.lost(error, f"at step {step}", _last_checkpoint_words(output)) from error
+        raise
     finally:
         stop.restore()
         bar.close()
         log.close()
     model.eval()
-    _draw_curves(output)
+    if main:
+        _draw_curves(output)
     return TrainResult(step, metrics, last_checkpoint, stopped, message)
+
+
+def _last_checkpoint_words(output: Path) -> str:
+    """Where a run of several processes that broke off can go on from, in words."""
+    try:
+        return (f"the last checkpoint, {resolve_checkpoint(output)}, is complete: --resume goes "
+                f"on from it, on any number of processes")
+    except (OSError, ValueError):
+        return "no checkpoint was saved yet"
+
+
+def _accumulated_backward(model: nn.Module, task, batches: list[list], smoothing: float,
+                          world: World) -> tuple[float, float, float]:
+    """Forward and backward over this process's ``batches`` of a step (examples, not yet
+    collated), then the gradients scaled to the mean over the target tokens of the step's
+    batches on all processes — the gradient one process would get from all of them at once.
+    Returns the step's summed loss, NLL and token count over all processes.
+
+    ``DistributedDataParallel`` sums the gradients over the processes at the last backward
+    (``no_sync`` before it) and divides them by the number of processes, which the scale
+    undoes."""
+    sums = [0.0, 0.0, 0.0]
+    for index, examples in enumerate(batches):
+        syncing = index == len(batches) - 1 or not hasattr(model, "no_sync")
+        with nullcontext() if syncing else model.no_sync():
+            result = task.loss(model, task.collate(examples), smoothing)
+            result.loss.backward()
+        for k, value in enumerate((result.loss.item(), result.nll.item(), result.tokens.item())):
+            sums[k] += value
+    loss, nll, tokens = world.all_sum(sums)
+    scale = world.size / max(tokens, 1.0)
+    for parameter in model.parameters():
+        if parameter.grad is not None:
+            parameter.grad.mul_(scale)
+    return loss, nll, tokens
+
+
+def _agree(world: World, out_of_time: bool, signalled: str | None) -> tuple[bool, str | None]:
+    """What every process decides after a step: out of time if any is; stopped by a signal if
+    any got one (the highest-numbered signal's name)."""
+    number = 0 if signalled is None else int(signal.Signals[signalled])
+    any_out, top = world.all_max([float(out_of_time), float(number)])
+    return bool(any_out), (signal.Signals(int(top)).name if top else None)
 
 
 class _SignalStop:
@@ -419,6 +544,12 @@ class _NoBar:
     def set_postfix(self, *args, **kwargs) -> None: ...
     def write(self, text: str) -> None: print(text, file=sys.stderr)
     def close(self) -> None: ...
+
+
+class _Silent(_NoBar):
+    """The bar and the metrics log of processes other than 0: they show and write nothing."""
+
+    def write(self, record) -> None: ...
 
 
 def _progress_bar(total: int, initial: int, enabled: bool):
