@@ -12,7 +12,7 @@ from qkv import __version__
 # One module of qkv.cli per sub-command, each with ``add_parser(commands)``; the modules import
 # their heavy dependencies inside ``run`` so that ``qkv --help`` stays fast.
 COMMANDS = ("demo", "train", "translate", "generate", "classify", "evaluate", "view", "serve",
-            "embed", "plot", "export")
+            "embed", "plot", "export", "explain")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,6 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; a problem with the user's input (a missing file, a bad value) is one line
     on stderr naming it, and exit status 2 — not a traceback."""
     args = parse_args(build_parser(), argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)     # for qkv train --nproc
     try:
         return int(args.run(args) or 0)
     except (OSError, ValueError) as error:

@@ -49,6 +49,8 @@ class Subject:
         tokens: the token strings by side (what views show), when a tokenizer was given.
         special: ``(N,)`` bool, ``True`` at special tokens (``<bos>``, ``<eos>``, ``[CLS]``…),
             which faithfulness never removes.
+        tokenizers: the tokenizer of each side, when one was given (analyses name the
+            vocabulary's tokens with it: the logit lens, feed-forward memories).
     """
 
     model: nn.Module
@@ -57,6 +59,7 @@ class Subject:
     target_name: str
     tokens: Mapping[str, list[str]] | None = None
     special: Tensor = field(default=None)  # type: ignore[assignment]
+    tokenizers: Mapping[str, object] | None = field(default=None, repr=False, compare=False)
 
     @property
     def sides(self) -> tuple[str, ...]:
@@ -238,7 +241,8 @@ def subject(model: nn.Module, ids: Tensor | Sequence[int] | Mapping[str, Tensor 
     if tokenizer is not None:
         tokens = {side: tokenizers[side].tokens(ids.tolist()) for side, ids in sides.items()}
     special = torch.cat([_special(tokenizers[side], ids) for side, ids in sides.items()])
-    return Subject(model, sides, target, name, tokens, special)
+    used = None if tokenizer is None else {side: tokenizers[side] for side in sides}
+    return Subject(model, sides, target, name, tokens, special, used)
 
 
 def _sides(model: nn.Module, ids) -> dict[str, Tensor]:
