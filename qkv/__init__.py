@@ -40,6 +40,7 @@ from qkv.models import (
     TransformerConfig,
 )
 from qkv.pretrained import embed_sentences, load_pretrained
+from qkv.quantization import quantize
 from qkv.trace import attention_document, trace
 from qkv.training.checkpoint import load_checkpoint, save_checkpoint
 
@@ -48,4 +49,4 @@ __version__ = "0.1.0"
 __all__ = [*attention.__all__, *models.__all__, *interop.__all__, "__version__",
            "trace", "attention_document", "load_checkpoint", "save_checkpoint",
            "translate", "generate", "classify_texts", "Greedy", "BeamSearch", "Sampling", "load_pretrained",
-           "embed_sentences"]
+           "embed_sentences", "quantize"]

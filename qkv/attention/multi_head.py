@@ -339,9 +339,9 @@ class MultiHeadAttention(nn.Module):
                     f"{name} must have shape {layout} with last dim {width}, "
                     f"got {shape_str(tensor.shape)}"
                 )
-            weight = projection.weight
-            if not isinstance(weight, Tensor):                          # e.g. a quantized Linear
-                continue
+            weight = getattr(projection, "weight", None)
+            if not isinstance(weight, Tensor) or not weight.is_floating_point():
+                continue                                                # e.g. a quantized Linear
             if tensor.device != weight.device:
                 raise ValueError(f"{name} is on {tensor.device} but the module's parameters are "
                                  f"on {weight.device}; move them to the same device")

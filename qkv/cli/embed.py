@@ -37,6 +37,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--output", "-o", type=Path, default=None,
                         help="save the vectors (N, E) to a .npy or .json file")
     parser.add_argument("--batch-size", type=int, default=32, help="sentences per forward pass")
+    parser.add_argument("--quantize", choices=["int8"], default=None,
+                        help="int8 weights and per-token int8 activations: faster on the CPU, "
+                             "cosines within ~0.003 of float32's")
     add_distributed_options(parser)
     parser.set_defaults(run=run)
 
@@ -52,7 +55,8 @@ def run(args: argparse.Namespace) -> int:
     with command_world("qkv embed", args.dist_timeout) as world:
         require_file_input(world, args.sentences, args.input, "qkv embed")
         try:
-            model, tokenizer = load_pretrained(args.model)
+            model, tokenizer = load_pretrained(
+                args.model, quantize="int8-dynamic" if args.quantize else None)
         except (FileNotFoundError, ModuleNotFoundError, ValueError) as error:
             raise SystemExit(f"qkv embed: {error}") from None
         if not isinstance(model, qkv.EncoderModel):

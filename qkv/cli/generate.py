@@ -22,6 +22,9 @@ def add_parser(commands) -> None:
     parser.add_argument("--max-new-tokens", type=int, default=100,
                         help="most tokens to add to each prompt")
     add_decoding_options(parser, num_return=True)
+    parser.add_argument("--quantize", choices=["int8"],
+                        help="int8 weights (weight-only): several times faster on the CPU, "
+                             "close to float32 but not equal to it (tokens may differ)")
     parser.set_defaults(run=run)
 
 
@@ -31,6 +34,10 @@ def run(args: argparse.Namespace) -> int:
 
     strategy = strategy_from_args(args)                 # bad options fail before loading
     loaded = load_model_for(args.model, "language_model", "qkv generate")
+    if args.quantize:
+        from qkv.quantization import quantize
+
+        quantize(loaded.model, args.quantize, inplace=True)
     prompts = args.texts if args.texts else read_inputs([], args.input)
     outputs = generate_texts(loaded.model, loaded.target_tokenizer, prompts, strategy,
                              max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)

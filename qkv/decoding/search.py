@@ -35,6 +35,8 @@ from qkv._checks import check_int, check_positive_int
 from qkv.attention.masks import padding_mask
 from qkv.decoding.controls import Controls, process_scores
 from qkv.models.cache import KVCache
+from qkv.models.embeddings import check_token_ids
+from qkv.models.inference import IncrementalDecoder, decoding_support
 from qkv.models.language_model import LanguageModel
 from qkv.models.transformer import Transformer
 
@@ -125,23 +127,40 @@ class _TranslationSteps:
 
 
 class _LanguageModelSteps:
-    """Next-token logits of a language model; left-padded prompts keep their own positions."""
+    """Next-token logits of a language model; left-padded prompts keep their own positions.
 
-    def __init__(self, model: LanguageModel, use_cache: bool) -> None:
+    With the cache, on the fast path (:class:`~qkv.models.inference.IncrementalDecoder`) where
+    :func:`~qkv.models.inference.decoding_support` allows it (eval mode, nothing recording), else
+    on the model's modules with a :class:`~qkv.KVCache`; both give the same tokens."""
+
+    def __init__(self, model: LanguageModel, use_cache: bool, capacity: int = 0,
+                 fast: bool = True) -> None:
         self.model = model
         self.pad_id = model.config.pad_id
-        self.cache = KVCache() if use_cache else None
+        self.cache = KVCache(capacity=capacity or None) if use_cache else None
+        self.decoder = None
+        if use_cache and fast and decoding_support(model) is None:
+            self.decoder = IncrementalDecoder(model, capacity)
+        self.seen = 0
 
     def logits(self, tokens: Tensor) -> Tensor:
         if self.pad_id is None:
             positions = torch.arange(tokens.shape[1], device=tokens.device).expand_as(tokens)
         else:                                 # each row's first real token is at position 0
             positions = ((tokens != self.pad_id).cumsum(dim=1) - 1).clamp(min=0)   # (N, t)
+        if self.decoder is not None:
+            start, self.seen = self.seen, tokens.shape[1]
+            if start == 0:                    # the prompt: the model's own checks, once
+                check_token_ids("ids", tokens, self.model.config.vocab_size,
+                                device=self.model.output_layer.weight.device)
+            return self.decoder(tokens[:, start:], positions[:, start:])   # (N, V)
         start = 0 if self.cache is None else self.cache.length
         return self.model(tokens[:, start:], positions=positions[:, start:],
                           cache=self.cache)[:, -1]                      # (N, V)
 
     def select(self, rows: Tensor) -> None:
+        if self.decoder is not None:
+            self.decoder.select(rows)
         if self.cache is not None:
             self.cache.reorder(rows)
 
@@ -274,7 +293,7 @@ def generate(model: LanguageModel, prompts: Sequence[Sequence[int]], strategy: S
     for row, prompt in enumerate(prompts):                       # left padding
         prefix[row, longest - len(prompt):] = torch.as_tensor(list(prompt), device=device)
     start = torch.tensor([longest - len(p) for p in prompts], device=device)   # (B,)
-    steps = _LanguageModelSteps(model, use_cache)
+    steps = _LanguageModelSteps(model, use_cache, capacity=longest + max(limits))
     return _search(steps, prefix, strategy, bos_id=None, eos_id=eos_id, pad_id=pad_id,
                    limits=limits, start=start)
 
@@ -357,14 +376,17 @@ def _greedy_or_sample(steps, prefix: Tensor, start: Tensor, strategy: Greedy | S
     lengths = limit.clone()                                             # (N,) new tokens kept
     for step in range(max(limits)):
         logits = _finite(steps.logits(tokens), step)                    # (N, V)
-        scores = process_scores(logits, tokens, strategy, new_tokens=step, eos_id=eos_id,
-                                banned=banned, start=start)             # (N, V)
-        stuck = (scores == -math.inf).all(dim=-1)                       # (N,) nothing allowed
-        scores = scores.masked_fill((finished | stuck)[:, None], 0.0)  # such rows take filler
+        scores = logits                                                 # (N, V)
+        if _controls_apply(strategy, banned, eos_id, step):
+            scores = process_scores(logits, tokens, strategy, new_tokens=step, eos_id=eos_id,
+                                    banned=banned, start=start)         # (N, V)
         if isinstance(strategy, Sampling):
+            stuck = (scores == -math.inf).all(dim=-1)                   # (N,) nothing allowed
+            scores = scores.masked_fill((finished | stuck)[:, None], 0.0)  # such rows: filler
             next_token = _sample(scores, strategy, generator)           # (N,)
-        else:
+        else:                       # one pass: the argmax, and whether its score is -inf
             next_token = scores.argmax(dim=-1)                          # (N,)
+            stuck = scores.gather(-1, next_token[:, None])[:, 0] == -math.inf
         next_token = next_token.masked_fill(finished | stuck, filler)
         tokens = torch.cat([tokens, next_token[:, None]], dim=1)        # (N, t + 1)
         ends = ~finished & (stuck if eos_id is None else stuck | (next_token == eos_id))
@@ -373,6 +395,14 @@ def _greedy_or_sample(steps, prefix: Tensor, start: Tensor, strategy: Greedy | S
         if finished.all():
             break
     return [row[:n] for row, n in zip(tokens[:, prefix.shape[1]:].tolist(), lengths.tolist())]
+
+
+def _controls_apply(strategy: Strategy, banned: list[int], eos_id: int | None,
+                    step: int) -> bool:
+    """Whether :func:`process_scores` would change any score at this step."""
+    return bool(banned or strategy.repetition_penalty != 1.0
+                or strategy.no_repeat_ngram_size is not None
+                or eos_id is not None and step < strategy.min_length)
 
 
 def _beam_search(steps, prefix: Tensor, start: Tensor, strategy: BeamSearch, banned: list[int],

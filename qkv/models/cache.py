@@ -33,6 +33,11 @@ class KVCache:
 
     Create it empty and pass it to every call of the same sequence batch; the model fills it.
 
+    Args:
+        capacity: positions to reserve in every layer's self-attention cache on the first call
+            (e.g. prompt + new tokens), so that no step has to grow them; default: grown as
+            needed (by doubling).
+
     Attributes:
         layers: one ``(self_attention, cross_attention)`` pair of
             :class:`~qkv.attention.cache.AttentionCache` per decoder layer, made on first use.
@@ -41,7 +46,8 @@ class KVCache:
         length: S, the number of positions seen so far.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, capacity: int | None = None) -> None:
+        self.capacity = capacity
         self.layers: list[tuple[AttentionCache, AttentionCache]] = []
         self.mask: Tensor | None = None
         self.length = 0
@@ -49,7 +55,8 @@ class KVCache:
     def layer(self, index: int) -> tuple[AttentionCache, AttentionCache]:
         """The caches of decoder layer ``index``."""
         while len(self.layers) <= index:
-            self.layers.append((AttentionCache(), AttentionCache(static=True)))
+            self.layers.append((AttentionCache(capacity=self.capacity),
+                                AttentionCache(static=True)))
         return self.layers[index]
 
     def extend(self, valid: Tensor | None, length: int) -> Tensor | None:
@@ -79,14 +86,16 @@ class KVCache:
                 f"the cache holds {self.batch_size} sequences but this call has batch size "
                 f"{batch_size}; use a new KVCache for a new batch (or reorder() this one)"
             )
-        saved = (self.length, self.mask, [(s.key, s.value, c.key, c.value) for s, c in self.layers])
+        saved = (self.length, self.mask,
+                 [(s.snapshot(), c.snapshot()) for s, c in self.layers])
         try:
             yield
         except BaseException:
             self.length, self.mask, states = saved
             del self.layers[len(states):]
-            for (self_cache, cross_cache), (k, v, ck, cv) in zip(self.layers, states):
-                self_cache.key, self_cache.value, cross_cache.key, cross_cache.value = k, v, ck, cv
+            for (self_cache, cross_cache), (own, cross) in zip(self.layers, states):
+                self_cache.restore(own)
+                cross_cache.restore(cross)
             raise
 
     def reorder(self, indices: Tensor) -> None:

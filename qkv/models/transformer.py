@@ -169,7 +169,7 @@ class Transformer(nn.Module):
         if memory.shape[0] != tgt.shape[0]:
             raise ValueError(f"memory and tgt must have the same batch size B: got memory "
                              f"{shape_str(memory.shape)}, tgt {shape_str(tgt.shape)}")
-        weight = self.output_layer.weight
+        weight = self.tgt_embedding.token.weight                       # float, even if quantized
         if memory.device != weight.device:
             raise ValueError(f"memory is on {memory.device} but the model is on {weight.device}; "
                              f"move them to the same device")

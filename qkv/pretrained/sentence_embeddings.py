@@ -15,6 +15,7 @@ from torch import Tensor
 
 from qkv._checks import check_positive_int
 from qkv.models.encoder_model import EncoderModel
+from qkv.models.inference import unpadded_hidden_states
 from qkv.pretrained.bert import bert_inputs
 
 __all__ = ["embed_sentences", "mean_pool"]
@@ -50,7 +51,8 @@ def embed_sentences(
     """One vector per sentence: mean pooling over the tokens, then L2 normalisation.
 
     Sentences are tokenized with ``[CLS]``/``[SEP]`` around them, run in batches (each padded
-    to its longest sentence; padding is masked out of attention and of the mean).
+    to its longest sentence; padding is masked out of attention and of the mean, and skipped by
+    the projections and feed-forward networks: :func:`~qkv.models.inference.unpadded_hidden_states`).
 
     Args:
         model: a BERT-family :class:`qkv.EncoderModel` (e.g. from ``load_pretrained("minilm")``).
@@ -89,7 +91,7 @@ def embed_sentences(
     for start in range(0, len(sentences), batch_size):
         ids, valid = bert_inputs(tokenizer, sentences[start:start + batch_size], max_length)
         ids, valid = ids.to(device), valid.to(device)
-        hidden = model(ids, mask=valid[:, None, None, :])               # (B, T, E)
+        hidden = unpadded_hidden_states(model, ids, valid)              # (B, T, E)
         vectors.append(mean_pool(hidden, valid))                        # (B, E)
     if not vectors:
         return torch.empty(0, model.config.d_model, device=device)

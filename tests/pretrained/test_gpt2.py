@@ -99,3 +99,15 @@ def test_qkv_generate_on_the_folder_equals_transformers_greedy(folder, reference
         expected.append(prompt + tokenizer.decode(out[0, ids.shape[1]:].tolist()))
     assert main(["generate", str(folder), *prompts, "--max-new-tokens", "12"]) == 0
     assert capsys.readouterr().out.splitlines() == expected
+
+
+def test_qkv_generate_quantize_int8_runs_on_the_folder(folder, capsys):
+    """``qkv generate FOLDER PROMPT --quantize int8``: int8 weights, one line per prompt."""
+    from qkv.cli.main import main
+
+    assert main(["generate", str(folder), "The quick brown fox", "--max-new-tokens", "8",
+                 "--quantize", "int8"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("The quick brown fox")
+    with pytest.raises(SystemExit):
+        main(["generate", str(folder), "x", "--quantize", "int4"])
