@@ -40,7 +40,8 @@ PAYLOADS = [
     "<img src=x onerror=alert(document.domain)>",
 ]
 # Elements or handlers a payload would add if it were parsed as HTML; the page has none.
-INJECTED = ("img, iframe, object, embed, a[href], [onerror], [onload], [onclick], "
+# The Explain tab's own frame (sandboxed: no script runs in it) is the one iframe the page has.
+INJECTED = ("img, iframe:not(#qkv-explain-frame), object, embed, a[href], [onerror], [onload], [onclick], "
             "[src^='javascript'], [href^='javascript']")
 
 
