@@ -34,10 +34,10 @@ system-packages:
 notebooks: $(VENV)/.installed-test
 	$(BIN)/python docs/run_notebooks.py
 
+# Every row of issue 15 against its reference, measured in one run (about 12 minutes on 2 cores;
+# `BENCH_ARGS=--quick` for about 5). Not part of `make test`. benchmarks/README.md says more.
 bench: $(VENV)/.installed-test
-	$(BIN)/python benchmarks/attention.py
-	$(BIN)/python benchmarks/transformer.py
-	$(BIN)/python benchmarks/pretrained.py
+	$(BIN)/python benchmarks/run.py --json runs/bench.json $(BENCH_ARGS)
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)

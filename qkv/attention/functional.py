@@ -19,6 +19,12 @@ Two paths compute the same function:
   ``torch.nn.functional.scaled_dot_product_attention`` kernel.
 
 They agree to float tolerance (1e-5 in fp32); the test suite proves it under every kind of mask.
+
+Without autograd and dropout (inference, a trace under ``torch.inference_mode()``), the math path
+runs the same steps in place (``_in_place_math_path``): one fresh ``(..., T, S)`` tensor per
+result returned, none for the steps between. On the fused path, keys that no query may attend
+(the end of a long padded input) are dropped before the kernel. Both are pinned to the plain
+formula by ``tests/attention/test_math_path_in_place.py``.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from qkv import _memory
 from qkv._checks import (
     broadcast_shape,
     broadcasts_to,
@@ -150,18 +157,27 @@ def scaled_dot_product_attention(
         output = _fused_path(query, key, value, batch_shape, mask=None, is_causal=True,
                              scale=scale, dropout_p=dropout_p)
         return output, None
+    if need_weights and _in_place_applies(query, key, value, mask, dropout_p):
+        if causal:
+            mask = _with_causal(mask, T, S, query.device)
+        _, _, weights, output = _in_place_math_path(query, key, value, mask, scale,
+                                                    causal=causal, keep_scores=False)
+        return output, weights
     if need_weights:
         steps = _intermediates(query, key, value, mask, causal, scale, dropout_p)
         return steps.output, steps.weights
     if causal:
         mask = _with_causal(mask, T, S, query.device)
+    key, value, mask = _without_unseen_keys(key, value, mask)
     # Rows with no key left would be softmax over nothing (0/0). Open them up so every step stays
     # finite (also in backward), then zero them at the end: the documented all-masked rule.
     mask, empty_rows = _open_empty_rows(mask)
     output = _fused_path(query, key, value, batch_shape, mask=mask, is_causal=False,
                          scale=scale, dropout_p=dropout_p)
-    if empty_rows is not None:
+    if empty_rows is not None and output.requires_grad:
         output = torch.where(empty_rows, 0.0, output)                   # (..., T, Dv)
+    elif empty_rows is not None:
+        output.masked_fill_(empty_rows, 0.0)                            # no copy without autograd
     return output, None
 
 
@@ -260,14 +276,18 @@ def _intermediates(
     T, S = query.shape[-2], key.shape[-2]
     if causal:
         mask = _with_causal(mask, T, S, query.device)
-    # Rows with no key left would be softmax over nothing (0/0). Open them up so every step stays
-    # finite (also in backward), then zero them at the end: the documented all-masked rule.
-    opened, empty_rows = _open_empty_rows(mask)
-    scores, scaled_scores, weights, output = _math_path(query, key, value, opened, scale,
-                                                        dropout_p)
-    if empty_rows is not None:
-        output = torch.where(empty_rows, 0.0, output)                   # (..., T, Dv)
-        weights = torch.where(empty_rows, 0.0, weights)                 # (..., T, S)
+    if _in_place_applies(query, key, value, mask, dropout_p):
+        scores, scaled_scores, weights, output = _in_place_math_path(
+            query, key, value, mask, scale, causal=causal, keep_scores=True)
+    else:
+        # Rows with no key left would be softmax over nothing (0/0). Open them up so every step
+        # stays finite (also in backward), then zero them at the end: the all-masked rule.
+        opened, empty_rows = _open_empty_rows(mask)
+        scores, scaled_scores, weights, output = _math_path(query, key, value, opened, scale,
+                                                            dropout_p)
+        if empty_rows is not None:
+            output = torch.where(empty_rows, 0.0, output)               # (..., T, Dv)
+            weights = torch.where(empty_rows, 0.0, weights)             # (..., T, S)
     if mask is None:
         allowed = torch.ones(T, S, dtype=torch.bool, device=query.device)   # (T, S)
         bias = None
@@ -314,6 +334,119 @@ def _math_path(
     return scores.to(dtype), scaled_scores.to(dtype), weights.to(dtype), output.to(dtype)
 
 
+def _in_place_applies(
+    query: Tensor, key: Tensor, value: Tensor, mask: Tensor | None, dropout_p: float
+) -> bool:
+    """Whether :func:`_in_place_math_path` may stand in for :func:`_math_path`.
+
+    It writes its steps in place, which autograd cannot follow, and draws no dropout; under a
+    tracer (``torch.jit.trace``, ``torch.compile``, ``torch.export``) the graph keeps the
+    formula. Everywhere else it gives the same numbers (to float rounding), faster.
+    """
+    tensors = (query, key, value) if mask is None else (query, key, value, mask)
+    if dropout_p > 0.0 or torch.jit.is_tracing() or torch.compiler.is_compiling():
+        return False
+    if any(type(t) is not Tensor for t in tensors):                    # subclasses, fakes
+        return False
+    return not (torch.is_grad_enabled() and any(t.requires_grad for t in tensors))
+
+
+def _in_place_math_path(
+    query: Tensor,
+    key: Tensor,
+    value: Tensor,
+    mask: Tensor | None,
+    scale: float,
+    *,
+    causal: bool,
+    keep_scores: bool,
+) -> tuple[Tensor | None, Tensor | None, Tensor, Tensor]:
+    """:func:`_math_path` without autograd or dropout: the same steps, fewer tensors.
+
+    Each ``(..., T, S)`` result is a fresh tensor (:func:`qkv._memory.empty`: on huge pages where
+    the OS offers them), written by the step that makes it; the steps after it — scale, mask,
+    softmax, the all-masked rule — run on it in place. So ``need_weights=True`` makes one
+    ``(T, S)`` tensor (the weights) instead of four, and ``keep_scores`` three (scores, scaled
+    scores, weights): the ones returned. Few, large calls: on a busy machine every call costs
+    (benchmarks/README.md), which is why this is not done in blocks of rows.
+
+    Args:
+        mask: as checked, combined with the causal one if any (``_with_causal``).
+        causal: whether ``mask`` holds the causal mask: then ``weights @ V`` skips the keys
+            after each quarter's last query, whose weights are 0 (:func:`_causal_product`).
+        keep_scores: also return ``scores`` and ``scaled_scores``; else they are ``None``.
+
+    Returns ``(scores, scaled_scores, weights, output)``, shaped as :func:`_math_path`'s.
+    """
+    dtype = query.dtype
+    compute = torch.promote_types(dtype, torch.float32)
+    lead = torch.broadcast_shapes(query.shape[:-2], key.shape[:-2], value.shape[:-2])
+    T, S, D, Dv = query.shape[-2], key.shape[-2], query.shape[-1], value.shape[-1]
+    N = math.prod(lead)
+    # Leading dims flattened to one batch dim N for the matrix products.
+    q = query.to(compute).expand(*lead, T, D).reshape(N, T, D)          # (N, T, D)
+    k_t = key.to(compute).expand(*lead, S, D).reshape(N, S, D).mT       # (N, D, S)
+    v = value.to(compute).expand(*lead, S, Dv).reshape(N, S, Dv)        # (N, S, Dv)
+    if mask is not None and mask.is_floating_point():
+        mask = mask.to(compute)
+    device = query.device
+    weights = _memory.empty((N, T, S), dtype=compute, device=device)   # (N, T, S)
+    scores = scaled_scores = None
+    if keep_scores:
+        scores = _memory.empty((N, T, S), dtype=compute, device=device)
+        torch.bmm(q, k_t, out=scores)                                   # Q Kᵀ
+        scaled_scores = _memory.empty((N, T, S), dtype=compute, device=device)
+        torch.mul(scores, scale, out=scaled_scores)                     # / √d_k
+        weights.copy_(scaled_scores)
+    else:
+        torch.bmm(q, k_t, out=weights)                                  # Q Kᵀ
+        weights.mul_(scale)                                             # / √d_k
+    logits = weights.view(*lead, T, S)          # the scaled scores, made the weights in place
+    if mask is not None and mask.dtype == torch.bool:
+        logits.masked_fill_(~mask, float("-inf"))
+    elif mask is not None:
+        logits.add_(mask)
+    torch.softmax(weights, dim=-1, out=weights)                         # (N, T, S)
+    empty_rows = None
+    if mask is not None:
+        # The all-masked rule. Reading one bool per row back spares two passes when none is.
+        allowed = mask if mask.dtype == torch.bool else mask != float("-inf")
+        empty_rows = ~allowed.any(dim=-1, keepdim=True)                 # (..., T, 1)
+        if not empty_rows.any():
+            empty_rows = None
+    if empty_rows is not None:
+        weights.view(*lead, T, S).masked_fill_(empty_rows, 0.0)
+    if causal and T >= _CAUSAL_PRODUCT_FROM:
+        output = _causal_product(weights, v)                            # (N, T, Dv)  weights @ V
+    else:
+        output = torch.bmm(weights, v)                                  # (N, T, Dv)  weights @ V
+    if empty_rows is not None:
+        output.view(*lead, T, Dv).masked_fill_(empty_rows, 0.0)
+    weights, output = weights.view(*lead, T, S), output.view(*lead, T, Dv)
+    if keep_scores:
+        scores = scores.view(*lead, T, S).to(dtype)
+        scaled_scores = scaled_scores.view(*lead, T, S).to(dtype)
+    return scores, scaled_scores, weights.to(dtype), output.to(dtype)
+
+
+# Queries from which the math path's causal `weights @ V` goes by quarters (below, one product
+# is quicker than four).
+_CAUSAL_PRODUCT_FROM = 256
+
+
+def _causal_product(weights: Tensor, value: Tensor, parts: int = 4) -> Tensor:
+    """``weights @ value`` for causal weights, by ``parts`` blocks of query rows: a block reads
+    only the keys up to its last query's position (the weights after it are 0), which spares
+    3/8 of the product for 4 parts. Shapes: ``(N, T, S) @ (N, S, Dv) → (N, T, Dv)``."""
+    T, S = weights.shape[-2:]
+    bounds = [T * part // parts for part in range(parts + 1)]
+    blocks = []
+    for start, stop in zip(bounds, bounds[1:]):
+        end = min(S, max(0, stop + S - T))                              # bottom-right aligned
+        blocks.append(torch.bmm(weights[:, start:stop, :end], value[:, :end]))
+    return torch.cat(blocks, dim=1)
+
+
 def _fused_path(
     query: Tensor,
     key: Tensor,
@@ -344,6 +477,34 @@ def _with_causal(mask: Tensor | None, T: int, S: int, device: torch.device) -> T
     if mask.dtype == torch.bool:
         return mask & allowed
     return mask.masked_fill(~allowed, float("-inf"))
+
+
+# Keys from which on the fused path looks for keys no query may see (below, the look costs more
+# than it can save).
+_UNSEEN_KEYS_FROM = 1024
+
+
+def _without_unseen_keys(
+    key: Tensor, value: Tensor, mask: Tensor | None
+) -> tuple[Tensor, Tensor, Tensor | None]:
+    """Key, value and mask without the last keys that no query may attend, if there are such.
+
+    A batch right-padded to a length longer than its longest sequence, for instance: the fused
+    kernel would score those keys only to mask them. Dropping them changes no result (their
+    weights are exactly 0, and so are their gradients). Looked for on CPU only, outside tracers,
+    for at least ``_UNSEEN_KEYS_FROM`` keys: the look reads the mask back to the host, which
+    costs an accelerator a synchronisation and a tracer a graph break.
+    """
+    S = key.shape[-2]
+    if (mask is None or S < _UNSEEN_KEYS_FROM or mask.shape[-1] != S or mask.device.type != "cpu"
+            or torch.jit.is_tracing() or torch.compiler.is_compiling()):
+        return key, value, mask
+    allowed = mask if mask.dtype == torch.bool else mask != float("-inf")
+    seen = allowed.reshape(-1, S).any(dim=0)                            # (S,)
+    if not bool(seen[-1]) and bool(seen.any()):
+        keep = int(seen.nonzero()[-1]) + 1
+        return key[..., :keep, :], value[..., :keep, :], mask[..., :keep]
+    return key, value, mask
 
 
 def _open_empty_rows(mask: Tensor | None) -> tuple[Tensor | None, Tensor | None]:

@@ -185,11 +185,14 @@ class Trace:
             previous(call)
         index = self._calls.get(name, 0)
         self._calls[name] = index + 1
-        record = self._make_record(name, index, call)
+        # Only the outermost trace may keep the call's own scores without a copy: a trace
+        # inside it sees the same call after it, and copies.
+        record = self._make_record(name, index, call, owner=previous is None)
         if record is not None:
             self._records.setdefault(name, []).append(record)
 
-    def _make_record(self, name: str, index: int, call: AttentionCall) -> AttentionRecord | None:
+    def _make_record(self, name: str, index: int, call: AttentionCall, *,
+                     owner: bool) -> AttentionRecord | None:
         _, H, T, _ = call.query.shape
         S = call.key.shape[-2]
         device = call.query.device
@@ -198,19 +201,28 @@ class Trace:
         if rows is not None and rows.numel() == 0:
             return None
         heads = self.selection.head_index(H, device)                    # (H',)
+        all_heads = self.selection.heads is None or self.selection.heads == tuple(range(H))
         steps, fields = call.steps, self.selection.fields
 
         def keep(field: str, tensor: Tensor | None, row_dim: int | None,
-                 per_head: bool = True) -> Tensor | None:
+                 per_head: bool = True, fresh: bool = False) -> Tensor | None:
+            """A detached copy of ``tensor``'s selected heads and rows; no second copy of a
+            tensor that is one already (``fresh``: no one else holds it)."""
             if tensor is None or (field not in fields):
                 return None
             tensor = tensor.detach()
-            if per_head and tensor.shape[1] == H:
-                tensor = tensor.index_select(1, heads)
+            if per_head and tensor.shape[1] == H and not all_heads:
+                tensor, fresh = tensor.index_select(1, heads), True
             if rows is not None and row_dim is not None:
-                tensor = tensor.index_select(row_dim, rows)
-            return tensor.to(device=self.device or tensor.device, copy=True)
+                tensor, fresh = tensor.index_select(row_dim, rows), True
+            target = self.device or tensor.device
+            if fresh and tensor.device == target:
+                return tensor
+            return tensor.to(device=target, copy=True)
 
+        # The scores exist only for the recorder (the weights and outputs also reach the caller).
+        unshared = {field: owner and _unshared(getattr(steps, field))
+                    for field in ("scores", "scaled_scores")}
         mask = _four_dims(steps.mask, T, S)                             # (B|1, H|1, T, S)
         bias = None if steps.bias is None else _four_dims(steps.bias, T, S)
         if rows is not None:
@@ -225,8 +237,10 @@ class Trace:
             query=keep("query", call.query, 2),                         # (B, H, T, D)
             key=keep("key", call.key, None),                            # (B, H, S, D)
             value=keep("value", call.value, None),                      # (B, H, S, D)
-            scores=keep("scores", steps.scores, 2),                     # (B, H, T, S)
-            scaled_scores=keep("scaled_scores", steps.scaled_scores, 2),
+            scores=keep("scores", steps.scores, 2,                      # (B, H, T, S)
+                        fresh=unshared["scores"]),
+            scaled_scores=keep("scaled_scores", steps.scaled_scores, 2,
+                               fresh=unshared["scaled_scores"]),
             mask=keep("mask", mask, 2),                                 # (B|1, H|1, T, S)
             bias=keep("mask", bias, 2),
             weights=keep("weights", steps.weights, 2),                  # (B, H, T, S)
@@ -234,6 +248,15 @@ class Trace:
             concat=keep("concat", call.concat, 1, per_head=False),      # (B, T, E)
             output=keep("output", call.output, 1, per_head=False),      # (B, T, E)
         )
+
+
+def _unshared(tensor: Tensor) -> bool:
+    """Whether ``tensor`` can be kept as it is: outside autograd (no graph saved it, so changing
+    a record cannot break a backward pass) and the whole of its own memory (not a view of a
+    larger tensor, not expanded)."""
+    return (not tensor.requires_grad and tensor.is_contiguous()
+            and tensor.storage_offset() == 0
+            and tensor.untyped_storage().nbytes() == tensor.numel() * tensor.element_size())
 
 
 def _device(device: object) -> torch.device:
