@@ -86,8 +86,10 @@ def capture(subject: Subject, *, output: str = "logit", grad: bool = False,
     Args:
         subject: what to run.
         output: the score returned, as :meth:`Subject.score`.
-        grad: keep the graph (gradients of the score reach the weights: call
-            ``weights.retain_grad()`` before ``score.backward()``); else no graph is built.
+        grad: keep the graph, so that gradients of the score reach the step's tensors; else no
+            graph is built. Under a mask, ``call.steps.weights`` is a copy made after the output
+            (empty rows zeroed), so take gradients at ``call.steps.output`` and pull them back
+            through ``O = A V`` (as :mod:`qkv.explain.grad_attention` does).
         embeddings: token embeddings to use instead of the ids' (``{side: (1, T_side, E)}``).
     """
     model = subject.model

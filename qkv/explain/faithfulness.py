@@ -46,6 +46,7 @@ from torch import Tensor
 from qkv._checks import shape_str
 from qkv.explain.attribution import Attribution, attribute
 from qkv.explain.subject import SCORES, Subject
+from qkv.explain.targets import Similarity
 
 __all__ = ["faithfulness", "faithfulness_table", "FaithfulnessResult", "FaithfulnessTable",
            "Perturbation", "RandomBaseline", "CURVES", "FRACTIONS"]
@@ -132,10 +133,16 @@ class FaithfulnessResult:
     seconds: dict[str, float] = field(default_factory=dict)
     attributions: dict[str, Attribution] = field(default_factory=dict)
 
+    @property
+    def measure(self) -> str:
+        """What the scores are: ``output``, or ``"cosine"`` for a Similarity target."""
+        return "cosine" if isinstance(self.subject.target, Similarity) else self.output
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-able: every number, the rankings and the tokens they index."""
         return {"target": self.subject.target_name, "tokens": self.subject.all_tokens(),
-                "output": self.output, "score": self.score, "fractions": list(self.fractions),
+                "output": self.output, "measure": self.measure, "score": self.score,
+                "fractions": list(self.fractions),
                 "tokens_at": list(self.tokens_at), "removable": self.removable,
                 "curve_tokens": list(self.curve_tokens),
                 "methods": {name: p.to_dict() for name, p in self.methods.items()},
@@ -148,7 +155,7 @@ class FaithfulnessResult:
         rows = [(name, {m: getattr(p, m) for m in METRICS}, None)
                 for name, p in self.methods.items()]
         rows.append(("random", self.random.mean, self.random.std))
-        header = (f"{self.subject.target_name}: {self.output} {self.score:.4f}, "
+        header = (f"{self.subject.target_name}: {self.measure} {self.score:.4f}, "
                   f"{self.removable} removable tokens")
         return header + "\n" + _format_rows(rows)
 
