@@ -95,9 +95,10 @@ def _train(out: Path, settings: dict, progress: bool, extra_validation=None):
     result = train(run_.model, run_.task, run_.train, run_.valid, run_.config, output=out,
                    metadata=run_.metadata, progress=progress,
                    extra_validation=extra_validation or run_.extra_validation)
-    validation = (f"validation accuracy {result.metrics['accuracy']:.2f}%"
-                  if "accuracy" in result.metrics else
-                  f"validation perplexity {result.metrics['ppl']:.3f}")
+    metrics = result.metrics                    # none if stopped (SIGTERM) before validating
+    validation = (f"validation accuracy {metrics['accuracy']:.2f}%" if "accuracy" in metrics else
+                  f"validation perplexity {metrics['ppl']:.3f}" if "ppl" in metrics else
+                  f"stopped ({result.stopped}) before a validation")
     print(f"trained {result.step} steps in {time.perf_counter() - started:.0f} s; {validation}")
     return run_, result
 
