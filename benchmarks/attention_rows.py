@@ -23,7 +23,6 @@ run as unit tests.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 
@@ -33,7 +32,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 import qkv  # noqa: E402
-from common import median_times, mib, peak_memory, print_rows  # noqa: E402
+from common import median_times, mib, peak_memory, run_alone  # noqa: E402
 
 B, H, D = 1, 8, 64
 LONG = 16384
@@ -152,14 +151,7 @@ def rows(machine: dict, *, quick: bool = False) -> list[dict]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="T = 2048 only, fewer rounds")
-    args = parser.parse_args()
-    import machine as machine_module
-
-    measured = machine_module.measure()
-    print(machine_module.describe(measured))
-    print_rows(rows(measured, quick=args.quick))
+    run_alone(rows, __doc__, "T = 2048 only, fewer rounds")
 
 
 if __name__ == "__main__":

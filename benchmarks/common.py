@@ -16,6 +16,7 @@ measured limits) and ``notes``.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import statistics
@@ -103,3 +104,16 @@ def _seconds(value: float | None) -> str:
     if value is None:
         return "—"
     return f"{value * 1e3:.1f}ms" if value < 10 else f"{value:.1f}s"
+
+
+def run_alone(rows, doc: str, quick_help: str) -> None:
+    """A benchmark file run by itself: measure the machine, then print its ``rows(machine,
+    quick=…)``; ``--quick`` as ``quick_help`` says."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help=quick_help)
+    args = parser.parse_args()
+    import machine as machine_module
+
+    measured = machine_module.measure()
+    print(machine_module.describe(measured))
+    print_rows(rows(measured, quick=args.quick))

@@ -17,7 +17,6 @@ Importable: :func:`rows` takes the machine's figures. Benchmarks never run as un
 
 from __future__ import annotations
 
-import argparse
 import math
 import os
 import socket
@@ -33,7 +32,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import torch  # noqa: E402
 
 import qkv  # noqa: E402
-from common import ROOT, median_times, print_rows  # noqa: E402
+from common import ROOT, median_times, run_alone  # noqa: E402
 
 TOKENS = 128
 GOAL_S = 0.150
@@ -128,14 +127,7 @@ def rows(machine: dict, *, quick: bool = False) -> list[dict]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="5 requests instead of 30")
-    args = parser.parse_args()
-    import machine as machine_module
-
-    measured = machine_module.measure()
-    print(machine_module.describe(measured))
-    print_rows(rows(measured, quick=args.quick))
+    run_alone(rows, __doc__, "5 requests instead of 30")
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ Importable: :func:`rows` takes the machine's figures. Benchmarks never run as un
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 
@@ -27,7 +26,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import torch  # noqa: E402
 
 import qkv  # noqa: E402
-from common import median_times, mib, peak_memory, print_rows  # noqa: E402
+from common import median_times, mib, peak_memory, run_alone  # noqa: E402
 from qkv.trace import trace  # noqa: E402
 
 LENGTH = 512
@@ -129,14 +128,7 @@ def traced_output(model, ids: torch.Tensor) -> torch.Tensor:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="fewer rounds")
-    args = parser.parse_args()
-    import machine as machine_module
-
-    measured = machine_module.measure()
-    print(machine_module.describe(measured))
-    print_rows(rows(measured, quick=args.quick))
+    run_alone(rows, __doc__, "fewer rounds")
 
 
 if __name__ == "__main__":

@@ -22,7 +22,6 @@ Importable: :func:`rows` takes the machine's figures. Benchmarks never run as un
 
 from __future__ import annotations
 
-import argparse
 import copy
 import os
 import sys
@@ -35,7 +34,7 @@ from torch import nn  # noqa: E402
 
 import qkv  # noqa: E402
 import transformer as reference_setup  # noqa: E402  (benchmarks/transformer.py)
-from common import median_times, print_rows  # noqa: E402
+from common import median_times, run_alone  # noqa: E402
 from qkv.training.compile import compile_model, onednn_available  # noqa: E402
 
 VOCAB = reference_setup.VOCAB
@@ -121,14 +120,7 @@ def rows(machine: dict, *, quick: bool = False) -> list[dict]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="2 + 2 layers, fewer rounds")
-    args = parser.parse_args()
-    import machine as machine_module
-
-    measured = machine_module.measure()
-    print(machine_module.describe(measured))
-    print_rows(rows(measured, quick=args.quick))
+    run_alone(rows, __doc__, "2 + 2 layers, fewer rounds")
 
 
 if __name__ == "__main__":

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterable
+from pathlib import Path
 
-__all__ = ["CJK_FONTS", "font_family_for", "has_cjk"]
+__all__ = ["CJK_FONTS", "CJK_GLYPH_WARNING", "font_family_for", "has_cjk", "save_figure"]
 
 # In order of preference; the SC and JP faces cover Chinese and Japanese (and Korean hangul).
 CJK_FONTS = ("Noto Sans CJK SC", "Noto Sans CJK JP", "Noto Sans CJK TC", "Noto Sans CJK KR",
@@ -63,3 +64,18 @@ def font_family_for(tokens: Iterable[str]) -> list[str] | None:
         stacklevel=3,
     )
     return None
+
+
+# Matplotlib's warning for each glyph its font lacks; font_family_for has already said it once.
+CJK_GLYPH_WARNING = r"Glyph \d+ .*(CJK|HIRAGANA|KATAKANA|HANGUL)"
+
+
+def save_figure(figure, path: str | Path, *, dpi: float, format: str | None = None) -> Path:
+    """Write a matplotlib ``figure`` to ``path`` (its folder made if missing) without a warning
+    per CJK glyph the font lacks; ``format`` defaults to the suffix. Returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=CJK_GLYPH_WARNING, category=UserWarning)
+        figure.savefig(path, format=format, dpi=dpi)
+    return path

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import numbers
 import os
-import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -23,14 +22,13 @@ from qkv.views.contract import (
     layers_of,
     tokens_of,
 )
-from qkv.views.fonts import font_family_for
+from qkv.views.fonts import font_family_for, save_figure
 
 __all__ = ["grid_figure", "head_figure", "save_heatmap"]
 
 FORMATS = ("png", "svg")
 MAX_LABELS = 60  # tick labels per axis; longer inputs label every n-th token
 CMAP = "Blues"
-_CJK_GLYPH = r"Glyph \d+ .*(CJK|HIRAGANA|KATAKANA|HANGUL)"
 
 
 def _fonts(tokens: Sequence[str]):
@@ -197,9 +195,4 @@ def save_heatmap(
         raise ValueError(f"heatmap path must end in .png or .svg, got {path.name!r}")
     figure = (grid_figure(document, kind) if name is None
               else head_figure(document, name, head))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with warnings.catch_warnings():
-        # Without a CJK font, font_family_for has already said so once; not once per glyph.
-        warnings.filterwarnings("ignore", message=_CJK_GLYPH, category=UserWarning)
-        figure.savefig(path, format=suffix, dpi=dpi)
-    return path
+    return save_figure(figure, path, dpi=dpi, format=suffix)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import html
 import uuid
-import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -175,12 +174,6 @@ def memories_figure(report: Mapping[str, Any]):
 
 def save_memories_png(report: Mapping[str, Any], path: str | Path, *, dpi: int = 120) -> Path:
     """Save :func:`memories_figure` as a PNG at ``path``; returns the path."""
-    from qkv.views.heatmap import _CJK_GLYPH
+    from qkv.views.fonts import save_figure
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure = memories_figure(report)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=_CJK_GLYPH, category=UserWarning)
-        figure.savefig(path, format="png", dpi=dpi)
-    return path
+    return save_figure(memories_figure(report), path, dpi=dpi, format="png")

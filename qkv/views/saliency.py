@@ -31,7 +31,6 @@ import math
 import numbers
 import os
 import uuid
-import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -43,7 +42,6 @@ WHITE = (255, 255, 255)
 POSITIVE = (31, 102, 180)     # the views' blue (qkv_views.css .qkv-pos)
 NEGATIVE = (214, 39, 40)      # the views' red (.qkv-neg)
 FORMATS = ("png", "svg")
-_CJK_GLYPH = r"Glyph \d+ .*(CJK|HIRAGANA|KATAKANA|HANGUL)"
 
 
 # -- data ------------------------------------------------------------------------------------------
@@ -406,9 +404,7 @@ def save_saliency_png(attributions: Any, path: str | Path, *, dpi: int = 150) ->
         raise ValueError(f"the figure's path must end in .png or .svg, got {path.name!r}")
     if isinstance(dpi, bool) or not isinstance(dpi, numbers.Real) or not dpi > 0:
         raise ValueError(f"dpi must be a number > 0, got {dpi!r}")
+    from qkv.views.fonts import save_figure
+
     figure = saliency_figure(attributions)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=_CJK_GLYPH, category=UserWarning)
-        figure.savefig(path, format=suffix, dpi=dpi)
-    return path
+    return save_figure(figure, path, dpi=dpi, format=suffix)
